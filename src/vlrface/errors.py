@@ -1,0 +1,12 @@
+"""User-facing errors: the CLI prints these as one line and exits 2."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (missing path, bad config key, wrong layout).
+
+    The message must be one line and say what to do; no traceback is shown.
+    """
+
+
+class NotBuiltError(UserError):
+    """A documented feature that this version does not implement yet."""

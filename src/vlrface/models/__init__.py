@@ -1,0 +1,16 @@
+"""Networks: backbones, margin heads and the RI modules (PAM, PRM).
+
+``BACKBONES`` and ``HEADS`` are registries: ``BACKBONES.build("iresnet50")``,
+``HEADS.build("arcface", embedding_size=512, num_classes=1000)``.
+"""
+
+from ..registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+HEADS: Registry = Registry("head")
+
+# Importing the modules registers their entries.
+from . import backbones, heads  # noqa: E402,F401
+from .face_model import FaceModel, FaceOutput, build_model  # noqa: E402
+
+__all__ = ["BACKBONES", "HEADS", "FaceModel", "FaceOutput", "build_model"]

@@ -1,0 +1,3 @@
+"""Backbone networks; each module registers its constructors in ``BACKBONES``."""
+
+from . import iresnet, mobilefacenet  # noqa: F401

@@ -1,0 +1,70 @@
+"""The recognition model users hold: backbone (+ optional PAM and PRM).
+
+A backbone exposes ``forward_features(x) → fmap [B,C,h,w]`` and
+``forward_head(fmap) → embedding [B,D]`` (unnormalised), plus the attributes
+``embedding_size`` and ``feature_channels``. With PAM on, the final embedding
+``v_a`` is ``forward_head(PAM(fmap))`` and the plain embedding ``v`` is
+``forward_head(fmap)``; heads, RI, losses and inference use ``v_a``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .pam import PAM
+from .prm import PRM
+
+
+@dataclass
+class FaceOutput:
+    embedding: torch.Tensor  # v_a, unnormalised [B, D]
+    plain: torch.Tensor  # v, unnormalised [B, D] (== embedding without PAM)
+    quality: torch.Tensor | None  # ξ̂ from the PRM [B], or None
+    attention: torch.Tensor | None  # PAM spatial map [B, 1, h, w], or None
+
+
+class FaceModel(nn.Module):
+    def __init__(
+        self, backbone: nn.Module, pam: bool = True, prm: bool = True, prm_dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.embedding_size: int = backbone.embedding_size
+        self.pam = PAM(backbone.feature_channels) if pam else None
+        self.prm = PRM(self.embedding_size, prm_dropout) if prm else None
+
+    def forward(self, x: torch.Tensor) -> FaceOutput:
+        fmap = self.backbone.forward_features(x)
+        plain = self.backbone.forward_head(fmap)
+        attention = None
+        if self.pam is not None:
+            attended, attention = self.pam(fmap)
+            embedding = self.backbone.forward_head(attended)
+        else:
+            embedding = plain
+        quality = self.prm(embedding) if self.prm is not None else None
+        return FaceOutput(embedding, plain, quality, attention)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised final embeddings (inference)."""
+        return F.normalize(self(x).embedding.float(), dim=1)
+
+
+def build_model(cfg: dict[str, Any]) -> FaceModel:
+    """Build from the ``model:`` section of a config (see ``vlrface.train.config``)."""
+    from . import BACKBONES
+
+    kwargs = dict(cfg.get("backbone_kwargs") or {})
+    backbone = BACKBONES.build(cfg["backbone"], embedding_size=cfg.get("embedding_size", 512), **kwargs)
+    return FaceModel(
+        backbone,
+        pam=cfg.get("pam", True),
+        prm=cfg.get("prm", True),
+        prm_dropout=cfg.get("prm_dropout", 0.5),
+    )

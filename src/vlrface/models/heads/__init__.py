@@ -1,0 +1,1 @@
+"""Margin heads; each module registers itself in ``HEADS``."""

@@ -1,0 +1,34 @@
+"""Perceptibility attention module (PAM): channel + spatial attention on the
+backbone's last feature map (CBAM-style, Woo et al. 2018).
+
+The paper sells PAM as explanatory, so the spatial map is returned for
+heat-map export.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PAM(nn.Module):
+    """``fmap [B,C,h,w] → (attended fmap [B,C,h,w], spatial map [B,1,h,w])``."""
+
+    def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 8)
+        self.channel_mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1, bias=False),
+        )
+        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        avg = self.channel_mlp(fmap.mean(dim=(2, 3), keepdim=True))
+        mx = self.channel_mlp(fmap.amax(dim=(2, 3), keepdim=True))
+        x = fmap * torch.sigmoid(avg + mx)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        attn = torch.sigmoid(self.spatial(pooled))
+        # Residual form keeps the pretrained embedding reachable at init (attn≈0.5 → 1.5×).
+        return fmap + x * attn, attn

@@ -1,0 +1,252 @@
+"""Training configuration: YAML recipe + ``key=value`` overrides, validated.
+
+The schema is a tree of dataclasses, so an unknown key or a wrong type is a
+one-line :class:`UserError` that names the key, not a crash deep in training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import UserError
+
+
+@dataclass
+class VLRConfig:
+    """HR→VLR mixing during training (sizes in pixels, before upsampling to 112)."""
+
+    prob: float = 0.5  # fraction of each batch degraded to VLR
+    min_size: int = 8
+    max_size: int = 32
+    interpolations: list[str] = field(default_factory=lambda: ["bicubic", "area", "bilinear"])
+    blur_prob: float = 0.3
+    noise_std: float = 0.02
+    jpeg_prob: float = 0.0
+
+
+@dataclass
+class UIConfig:
+    """Unrecognisable images: a folder if given, else generated from training data."""
+
+    folder: str | None = None
+    size: int = 256  # UI images used per refresh of the UI centre
+    max_px: int = 6
+    nonface_fraction: float = 0.25
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synth"  # synth | folder | att | lfw-vlr
+    root: str | None = None  # dataset folder for non-synthetic kinds
+    num_identities: int = 100  # synth only
+    images_per_identity: int = 20  # synth only
+    identity_offset: int = 0  # synth: first identity index (disjoint test ids use others)
+    crop: str = "default"  # reader-specific face crop (documented per reader)
+    num_workers: int = 0
+    vlr: VLRConfig = field(default_factory=VLRConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "iresnet18"
+    embedding_size: int = 512
+    pam: bool = True
+    prm: bool = True
+    prm_dropout: float = 0.5
+    init: str | None = None  # checkpoint path to start from, or "sface"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class HeadConfig:
+    name: str = "arcface"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # scale, margin, … per head
+
+
+@dataclass
+class RIConfig:
+    """The Recognizability Index terms; all off = plain margin-head training."""
+
+    enabled: bool = True
+    form: str = "additive"  # additive | ratio
+    tau: float = 2.0
+    alpha: float = 1.0  # PRM regression (SmoothL1, beta 0.75)
+    beta: float = 1.0  # index diversion
+    gamma: float = 1.0  # PAM MSE
+    ui_update: str = "recompute"  # recompute | ema
+    ui_every: int = 50  # steps between UI-centre refreshes
+    ema_momentum: float = 0.9
+    smooth_l1_beta: float = 0.75
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    backbone_lr_mult: float = 1.0  # lower to keep a pretrained backbone's HR skill
+    fused: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "cosine"  # cosine | step | constant
+    warmup_steps: int = 0
+    milestones: list[int] = field(default_factory=list)  # step schedule
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "none"  # none | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float = 5.0
+    log_every: int = 10
+    eval_every: int = 0  # 0 = only at the end
+    ckpt_every: int = 200
+    nan_patience: int = 5  # stop after this many non-finite losses in a row
+    partial_fc_rate: float = 1.0  # PartialFC sample rate (1.0 = all class centres)
+
+
+@dataclass
+class EvalConfig:
+    protocols: list[str] = field(default_factory=list)  # run at eval points
+    probe_sizes: list[int] = field(default_factory=lambda: [16, 8])
+    data: dict[str, str] = field(default_factory=dict)  # protocol name → root
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    out: str = "runs/train"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    ri: RIConfig = field(default_factory=RIConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert ``value`` to the annotated type ``tp``; UserError on mismatch."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return _build(tp, value, key + ".")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{key}' must be true/false, got {value!r}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str) and not isinstance(value, tp) or isinstance(value, bool) and tp is not bool:
+        raise UserError(f"config key '{key}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        if k not in hints:
+            close = difflib.get_close_matches(k, names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise UserError(f"unknown config key '{prefix}{k}'{hint}")
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
+    return cls(**kwargs)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override '{dotted}': '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["train.steps=10", "ri.enabled=false"]`` → nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like key=value (e.g. train.steps=100)")
+        key, raw = item.split("=", 1)
+        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw else None)
+    return tree
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``update`` wins. Free-form dicts (kwargs) merge too."""
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A YAML path, or the name of a recipe shipped in ``vlrface/configs``."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = Path(__file__).resolve().parent.parent / "configs" / f"{p.stem}.yaml"
+    if shipped.is_file() and p.suffix in ("", ".yaml"):
+        return shipped
+    raise UserError(f"config file not found: {path}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a recipe (file path or shipped name) and apply overrides; validate all keys."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = resolve_config_path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{p}: a config must be a mapping of sections")
+    data = merge(data, parse_overrides(overrides or []))
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _build(Config, data)
