@@ -1,4 +1,4 @@
-"""Deployment verbs: embed, quality, identify, export, serve, align, enrol."""
+"""Deployment verbs: embed, quality, export, enrol."""
 
 from __future__ import annotations
 
@@ -27,27 +27,9 @@ def quality(ctx: typer.Context) -> None:
 
 
 @app.command(context_settings=_CTX)
-def identify(ctx: typer.Context) -> None:
-    """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold."""
-    _not_built("identify", 7)
-
-
-@app.command(context_settings=_CTX)
 def export(ctx: typer.Context) -> None:
     """Export a checkpoint to ONNX (dynamic batch)."""
     _not_built("export", 7)
-
-
-@app.command(context_settings=_CTX)
-def serve(ctx: typer.Context) -> None:
-    """HTTP service: embedding, quality and identification."""
-    _not_built("serve", 7)
-
-
-@app.command(context_settings=_CTX)
-def align(ctx: typer.Context) -> None:
-    """Detect (YuNet) and align faces to the 112×112 arcface template."""
-    _not_built("align", 7)
 
 
 @app.command(context_settings=_CTX)
