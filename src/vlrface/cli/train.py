@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import typer
+from rich.console import Console
 
-from ..errors import NotBuiltError
 from . import app
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML recipe (see configs/)."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.steps=100"),
+    config: str = typer.Argument(..., help="YAML recipe: a path, or the name of a shipped one (see configs/)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.steps=100 ri.tau=3"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train a model from a YAML recipe; resumes from OUT/last.pt when present."""
-    raise NotBuiltError("'vlrface train' is not built yet (issue #3)")
+    """Train from a YAML recipe. Resumes from OUT/last.pt when it exists; writes OUT/model.pt."""
+    from ..train.config import load_config
+    from ..train.trainer import Trainer
+
+    cfg = load_config(config, overrides or [])
+    trainer = Trainer(cfg, progress=progress)
+    console = Console(stderr=True)
+    if trainer.step:
+        console.print(f"resuming {cfg.out}/last.pt at step {trainer.step}/{cfg.train.steps}")
+    final = trainer.fit()
+    console.print(f"saved {trainer.out / 'model.pt'}")
+    if final:
+        console.print(json.dumps(final, indent=2))

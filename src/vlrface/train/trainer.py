@@ -1,0 +1,260 @@
+"""The training loop, split into small parts: build, step, checkpoint, loop.
+
+Exact resume: every source of randomness is a function of ``(seed, step)``:
+the data order (``TrainData.batches``), the VLR degradation generator and the
+global torch RNG (dropout), which is re-seeded at each step. Weights, head,
+UI state and optimiser moments are checkpointed atomically, so a run
+interrupted at step k and resumed ends with the same weights as one that
+never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..data.datasets import TrainData, build_train_data
+from ..data.degrade import random_vlr
+from ..errors import UserError
+from ..models import HEADS, FaceModel, build_model
+from ..preprocess import DEFAULT, Preprocessing
+from .checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from .config import Config, config_from_dict
+from .imprint import class_means, imprint
+from .objective import Objective
+from .optim import build_optimizer, lr_factor, set_lr
+
+Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """A distinct, reproducible seed for each (run seed, step)."""
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
+
+
+class NonFiniteGuard:
+    """Skip steps whose loss is NaN/inf; give up after ``patience`` in a row."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.in_a_row = 0
+        self.total = 0
+
+    def check(self, loss: torch.Tensor, step: int) -> bool:
+        if torch.isfinite(loss).item():
+            self.in_a_row = 0
+            return True
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row >= self.patience:
+            raise UserError(
+                f"training diverged: {self.in_a_row} non-finite losses in a row at step {step} "
+                f"({self.total} skipped in all); lower optim.lr or use train.amp=bf16"
+            )
+        return False
+
+
+class Trainer:
+    """Builds everything from a :class:`Config` and runs (or resumes) training."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        data: TrainData | None = None,
+        evaluator: Evaluator | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.train.device)
+        self.out = Path(cfg.out)
+        self.evaluator = evaluator
+        self.show_progress = progress
+        torch.manual_seed(cfg.seed)
+        self.data = data if data is not None else build_train_data(cfg.data, cfg.seed)
+        self.model = build_model(cfg.to_dict()["model"]).to(self.device)
+        self.preprocessing: Preprocessing = getattr(self.model.backbone, "preprocessing", DEFAULT)
+        head = HEADS.build(
+            cfg.head.name,
+            embedding_size=self.model.embedding_size,
+            num_classes=self.data.num_classes,
+            **cfg.head.kwargs,
+        )
+        self.objective = Objective(head, cfg.ri, self.model.embedding_size).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model, self.objective, cfg.optim)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
+        self.guard = NonFiniteGuard(cfg.train.nan_patience)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        if (self.out / "last.pt").is_file():
+            self.resume(self.out / "last.pt")
+        elif cfg.model.init:
+            self.initialise(cfg.model.init)
+
+    # ----------------------------------------------------------- building
+    def initialise(self, init: str) -> None:
+        """Start from pretrained weights, then imprint the head from the training data."""
+        if init != "sface":  # "sface": the backbone constructor already loaded them
+            ckpt = load_checkpoint(init)
+            missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
+            if unexpected:
+                raise UserError(f"model.init={init}: weights do not fit model.backbone={self.cfg.model.backbone}")
+        self.imprint_head()
+
+    def imprint_head(self) -> int:
+        bs = self.cfg.train.batch_size
+        n_steps = math.ceil(self.data.num_images / bs)
+        batches = (b for _, b in zip(range(n_steps), self.data.batches(bs, start_step=0)))
+        means, seen = class_means(
+            self.model, batches, self.data.num_classes, self.preprocessing, self.device
+        )
+        return imprint(self.objective.head.weight.data, means, seen)
+
+    # --------------------------------------------------------- checkpoint
+    def checkpoint(self, *, with_optimizer: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {"objective": self.objective.state_dict(), "num_classes": self.data.num_classes}
+        if with_optimizer:
+            state |= {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "nonfinite_total": self.guard.total,
+            }
+        return make_checkpoint(
+            model=self.model,
+            config=self.cfg.to_dict(),
+            preprocessing=self.preprocessing,
+            step=self.step,
+            **state,
+        )
+
+    def save(self, name: str = "last.pt", *, with_optimizer: bool = True) -> Path:
+        path = self.out / name
+        atomic_save(self.checkpoint(with_optimizer=with_optimizer), path)
+        return path
+
+    def resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if config_from_dict(ckpt["config"]).model != self.cfg.model:
+            raise UserError(f"{path} was written with a different model config; use a new 'out' folder")
+        self.model.load_state_dict(ckpt["model"])
+        self.objective.load_state_dict(ckpt["objective"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.guard.total = ckpt.get("nonfinite_total", 0)
+        self.step = int(ckpt["step"])
+
+    # --------------------------------------------------------------- step
+    def autocast(self):
+        if self.cfg.train.amp == "none":
+            return nullcontext()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.train.amp)
+        if dtype is None:
+            raise UserError(f"unknown train.amp {self.cfg.train.amp!r}; choose none, bf16 or fp16")
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def refresh_ui(self) -> None:
+        ui = self.data.ui_images(self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1)
+        self.objective.refresh(self.model, self.preprocessing.normalize(ui.to(self.device)))
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
+        """One optimisation step; ``None`` when a non-finite loss made it skip."""
+        cfg = self.cfg
+        seed = step_seed(cfg.seed, self.step)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        images = random_vlr(images.to(self.device, non_blocking=True), cfg.data.vlr, gen)
+        x = self.preprocessing.normalize(images)
+        if cfg.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(self.device, non_blocking=True)
+        lr = set_lr(self.optimizer, lr_factor(self.step, cfg.train.steps, cfg.schedule))
+        self.model.train()
+        with self.autocast():
+            out = self.forward(x)
+        loss, logs = self.objective(out, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.guard.check(loss, self.step):
+            return None
+        self.scaler.scale(loss).backward()
+        if cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {"loss": float(loss.detach()), "lr": lr, **logs}
+
+    # --------------------------------------------------------------- loop
+    def evaluate(self) -> dict[str, Any]:
+        if self.evaluator is None:
+            return {}
+        self.model.eval()
+        metrics = self.evaluator(self.model, self.preprocessing)
+        self.model.train()
+        return metrics
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def fit(self, stop_at: int | None = None) -> dict[str, Any]:
+        """Train to ``train.steps`` (or ``stop_at``, for tests); returns the final evaluation."""
+        cfg = self.cfg.train
+        end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
+        ri_on = self.cfg.ri.enabled
+        batches = self.data.batches(cfg.batch_size, start_step=self.step)
+        columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+        progress = Progress(*columns, disable=not self.show_progress, transient=False)
+        t0, seen = time.perf_counter(), 0
+        try:
+            with progress:
+                task = progress.add_task("train", total=cfg.steps, completed=self.step, info="")
+                while self.step < end:
+                    if ri_on and self.step % max(self.cfg.ri.ui_every, 1) == 0:
+                        self.refresh_ui()
+                    images, labels = next(batches)
+                    logs = self.train_step(images, labels)
+                    self.step += 1
+                    seen += images.shape[0]
+                    if logs is not None and (self.step % cfg.log_every == 0 or self.step == end):
+                        ips = seen / max(time.perf_counter() - t0, 1e-9)
+                        self._log({"step": self.step, "img_per_s": ips, **logs})
+                        progress.update(task, info=f"loss {logs['loss']:.3f} lr {logs['lr']:.2e} {ips:.0f} img/s")
+                    progress.update(task, completed=self.step)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                        self.save()
+                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < end:
+                        self._log({"step": self.step, "eval": self.evaluate()})
+        except KeyboardInterrupt:
+            path = self.save()
+            raise UserError(f"interrupted at step {self.step}; saved {path} — run the same command to resume") from None
+        self.save()
+        if self.step < cfg.steps:
+            return {}
+        self.save("model.pt", with_optimizer=False)
+        final = self.evaluate()
+        if final:
+            self._log({"step": self.step, "eval": final})
+        return final
