@@ -1,0 +1,219 @@
+"""Import published insightface ``arcface_torch`` and AdaFace weights.
+
+* insightface ``arcface_torch`` IResNet ``.pth``: a raw backbone state dict
+  (``module.`` prefixes from DataParallel/DDP are stripped). Our ``iresnet*``
+  backbones use the same module names, so it loads strictly as is. These
+  models were trained on **RGB** input (``mx.image.imdecode`` / DALI RGB
+  decode; ``inference.py`` converts BGR→RGB).
+* AdaFace ``.ckpt``: a Lightning checkpoint whose ``state_dict`` holds
+  ``model.``-prefixed keys of AdaFace's ``net.py`` IR network
+  (``input_layer``, ``body.N.res_layer``/``shortcut_layer``, ``output_layer``).
+  Its first stage uses a parameter-free strided shortcut and an affine-free
+  final BatchNorm1d, so it maps onto the ``adaface_ir*`` variants of our
+  IResNet (same blocks, renamed keys). AdaFace feeds **BGR** input
+  (``inference.py``: ``np_img[:, :, ::-1]``).
+
+The depth is read from the keys, so ``arch`` is optional; a layout that fits
+neither format is a :class:`UserError` naming what is missing.
+
+Command line: ``python -m vlrface.models.convert {insightface|adaface} IN OUT.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..preprocess import Preprocessing
+from ..train.checkpoint import atomic_save, make_checkpoint
+from ..train.config import config_from_dict
+from . import BACKBONES
+from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS
+from .face_model import FaceModel
+
+INSIGHTFACE_PREPROCESSING = Preprocessing(color="RGB")
+ADAFACE_PREPROCESSING = Preprocessing(color="BGR")
+
+# AdaFace Sequential indices → our module names.
+_ADAFACE_STEM = {"0": "conv1", "1": "bn1", "2": "prelu"}
+_ADAFACE_RES = {"0": "bn1", "1": "conv1", "2": "bn2", "3": "prelu", "4": "conv2", "5": "bn3"}
+_ADAFACE_HEAD = {"0": "bn2", "3": "fc", "4": "features"}
+
+
+class _Opaque(dict):
+    """Stands in for any non-tensor class in a checkpoint (Lightning hyper-parameters …)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+class _TensorsOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds tensors; every other global becomes :class:`_Opaque`, so no foreign code runs."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils" and name.startswith("_rebuild_"):
+            return getattr(torch._utils, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if (module, name) in {("collections", "OrderedDict"), ("torch", "Size")}:
+            return super().find_class(module, name)
+        return _Opaque
+
+
+_tensors_only = types.SimpleNamespace(Unpickler=_TensorsOnlyUnpickler, load=pickle.load, __name__="tensors_only")
+
+
+def _read(path: str | Path) -> dict[str, Any]:
+    """``weights_only`` load; Lightning ``.ckpt`` extras that it refuses are read as opaque stubs."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # foreign classes beside the tensors
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tensors_only)
+        except Exception as e:
+            raise UserError(f"cannot read {path} as tensors: {str(e).splitlines()[0][:200]}") from None
+    except Exception as e:  # not a torch file
+        raise UserError(f"cannot read {path} as tensors: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a state dict, got {type(obj).__name__}")
+    return obj
+
+
+def _strip(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+def _arch_for(blocks: tuple[int, ...], table: dict[str, tuple[int, int, int, int]], what: str) -> str:
+    for name, layers in table.items():
+        if tuple(layers) == blocks:
+            return name
+    raise UserError(f"{what} with blocks per stage {blocks} matches none of: {', '.join(table)}")
+
+
+def _load_strict(arch: str, sd: dict[str, Any], source: str) -> torch.nn.Module:
+    backbone = BACKBONES.build(arch)
+    want = set(backbone.state_dict())
+    missing = sorted(want - set(sd))
+    unexpected = sorted(set(sd) - want)
+    if missing or unexpected:
+        raise UserError(
+            f"{source} does not fit {arch}: missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}"
+        )
+    try:
+        backbone.load_state_dict(sd, strict=True)
+    except RuntimeError as e:  # shape mismatch
+        raise UserError(f"{source} does not fit {arch}: {str(e).splitlines()[-1].strip()[:200]}") from None
+    return backbone
+
+
+def _as_face_model(backbone: torch.nn.Module) -> FaceModel:
+    return FaceModel(backbone, pam=False, prm=False).eval()
+
+
+def import_insightface(path: str | Path, arch: str | None = None) -> tuple[FaceModel, Preprocessing]:
+    """An ``arcface_torch`` IResNet ``.pth`` → ``(FaceModel without PAM/PRM, RGB preprocessing)``."""
+    sd = _strip(_read(path), "module.")
+    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = _strip(sd["state_dict"], "module.")
+    stages = [{m.group(2) for k in sd if (m := re.match(rf"layer({s})\.(\d+)\.", k))} for s in range(1, 5)]
+    if "conv1.weight" not in sd or not all(stages):
+        raise UserError(f"{path}: not an insightface IResNet state dict (needs conv1.weight and layer1..layer4 keys)")
+    arch = arch or _arch_for(tuple(len(s) for s in stages), DEPTHS, f"{path}")
+    return _as_face_model(_load_strict(arch, sd, str(path))), INSIGHTFACE_PREPROCESSING
+
+
+def adaface_to_iresnet(sd: dict[str, Any], layers: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Rename AdaFace ``net.py`` IR keys (no ``model.`` prefix) to our IResNet keys."""
+    starts = [sum(layers[:i]) for i in range(4)]
+    out: dict[str, Any] = {}
+    for key, value in sd.items():
+        parts = key.split(".")
+        if parts[0] == "input_layer" and parts[1] in _ADAFACE_STEM:
+            new = [_ADAFACE_STEM[parts[1]], *parts[2:]]
+        elif parts[0] == "output_layer" and parts[1] in _ADAFACE_HEAD:
+            new = [_ADAFACE_HEAD[parts[1]], *parts[2:]]
+        elif parts[0] == "body" and len(parts) > 3:
+            n = int(parts[1])
+            stage = max(i for i in range(4) if starts[i] <= n)
+            prefix = [f"layer{stage + 1}", str(n - starts[stage])]
+            if parts[2] == "res_layer" and parts[3] in _ADAFACE_RES:
+                new = [*prefix, _ADAFACE_RES[parts[3]], *parts[4:]]
+            elif parts[2] == "shortcut_layer":
+                new = [*prefix, "downsample", *parts[3:]]
+            else:
+                raise UserError(f"unexpected AdaFace key {key!r}")
+        else:
+            raise UserError(f"unexpected AdaFace key {key!r}")
+        out[".".join(new)] = value
+    return out
+
+
+def import_adaface(path: str | Path, arch: str | None = None) -> tuple[FaceModel, Preprocessing]:
+    """An AdaFace ``.ckpt`` → ``(FaceModel with an adaface_ir* backbone, BGR preprocessing)``."""
+    obj = _read(path)
+    sd = obj.get("state_dict", obj)
+    if not isinstance(sd, dict):
+        raise UserError(f"{path}: 'state_dict' is not a mapping")
+    if any(k.startswith("model.") for k in sd):  # Lightning: drop head.* and other modules
+        sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
+    if "input_layer.0.weight" not in sd or not blocks:
+        raise UserError(f"{path}: not an AdaFace IR checkpoint (needs input_layer.* and body.N.* keys)")
+    if arch is None:
+        total = len(blocks)
+        matches = [n for n, layers in ADAFACE_DEPTHS.items() if sum(layers) == total]
+        if not matches:
+            raise UserError(f"{path}: {total} residual blocks match none of: {', '.join(ADAFACE_DEPTHS)}")
+        arch = matches[0]
+    if arch not in ADAFACE_DEPTHS:
+        raise UserError(f"AdaFace weights need one of: {', '.join(ADAFACE_DEPTHS)} (got {arch!r})")
+    mapped = adaface_to_iresnet(sd, ADAFACE_DEPTHS[arch])
+    return _as_face_model(_load_strict(arch, mapped, str(path))), ADAFACE_PREPROCESSING
+
+
+def save_imported(
+    model: FaceModel, preprocessing: Preprocessing, out_path: str | Path, backbone: str | None = None
+) -> Path:
+    """Write a vlrface checkpoint that ``load_model`` / ``vlrface eval --ckpt`` can use."""
+    name = backbone or getattr(model.backbone, "arch", None)
+    if name not in BACKBONES:
+        raise UserError(f"cannot tell the backbone's registry name ({name!r}); pass backbone=")
+    model_cfg = {"backbone": name, "embedding_size": model.embedding_size, "pam": False, "prm": False}
+    config = config_from_dict({"model": model_cfg}).to_dict()
+    atomic_save(make_checkpoint(model=model, config=config, preprocessing=preprocessing), out_path)
+    return Path(out_path)
+
+
+IMPORTERS = {"insightface": import_insightface, "adaface": import_adaface}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vlrface.models.convert", description=__doc__.split("\n")[0])
+    parser.add_argument("source", choices=sorted(IMPORTERS))
+    parser.add_argument("weights", help="insightface .pth or AdaFace .ckpt")
+    parser.add_argument("out", help="vlrface checkpoint to write")
+    parser.add_argument("--arch", default=None, help="backbone name (default: read from the keys)")
+    args = parser.parse_args(argv)
+    try:
+        model, prep = IMPORTERS[args.source](args.weights, args.arch)
+        print(save_imported(model, prep, args.out))
+    except UserError as e:
+        parser.exit(2, f"error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()
