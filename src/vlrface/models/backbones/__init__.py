@@ -1,3 +1,3 @@
 """Backbone networks; each module registers its constructors in ``BACKBONES``."""
 
-from . import iresnet, mobilefacenet  # noqa: F401
+from . import iresnet, mobilefacenet, nano  # noqa: F401
