@@ -124,3 +124,9 @@ def test_dropout_option_is_used_in_training_only():
     assert not torch.allclose(model.forward_head(fmap), model.forward_head(fmap))
     model.eval()
     torch.testing.assert_close(model.forward_head(fmap), model.forward_head(fmap))
+
+
+def test_backbones_carry_their_weights_input_convention():
+    """insightface weights expect RGB, AdaFace weights BGR; the trainer reads this attribute."""
+    assert BACKBONES.build("iresnet18").preprocessing.color == "RGB"
+    assert BACKBONES.build("adaface_ir18").preprocessing.color == "BGR"

@@ -38,9 +38,6 @@ from . import BACKBONES
 from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS
 from .face_model import FaceModel
 
-INSIGHTFACE_PREPROCESSING = Preprocessing(color="RGB")
-ADAFACE_PREPROCESSING = Preprocessing(color="BGR")
-
 # AdaFace Sequential indices → our module names.
 _ADAFACE_STEM = {"0": "conv1", "1": "bn1", "2": "prelu"}
 _ADAFACE_RES = {"0": "bn1", "1": "conv1", "2": "bn2", "3": "prelu", "4": "conv2", "5": "bn3"}
@@ -120,8 +117,9 @@ def _load_strict(arch: str, sd: dict[str, Any], source: str) -> torch.nn.Module:
     return backbone
 
 
-def _as_face_model(backbone: torch.nn.Module) -> FaceModel:
-    return FaceModel(backbone, pam=False, prm=False).eval()
+def _as_face_model(backbone: torch.nn.Module) -> tuple[FaceModel, Preprocessing]:
+    """Wrap without PAM/PRM; the backbone carries its weights' input convention."""
+    return FaceModel(backbone, pam=False, prm=False).eval(), backbone.preprocessing
 
 
 def import_insightface(path: str | Path, arch: str | None = None) -> tuple[FaceModel, Preprocessing]:
@@ -133,7 +131,7 @@ def import_insightface(path: str | Path, arch: str | None = None) -> tuple[FaceM
     if "conv1.weight" not in sd or not all(stages):
         raise UserError(f"{path}: not an insightface IResNet state dict (needs conv1.weight and layer1..layer4 keys)")
     arch = arch or _arch_for(tuple(len(s) for s in stages), DEPTHS, f"{path}")
-    return _as_face_model(_load_strict(arch, sd, str(path))), INSIGHTFACE_PREPROCESSING
+    return _as_face_model(_load_strict(arch, sd, str(path)))
 
 
 def adaface_to_iresnet(sd: dict[str, Any], layers: tuple[int, int, int, int]) -> dict[str, Any]:
@@ -182,7 +180,7 @@ def import_adaface(path: str | Path, arch: str | None = None) -> tuple[FaceModel
     if arch not in ADAFACE_DEPTHS:
         raise UserError(f"AdaFace weights need one of: {', '.join(ADAFACE_DEPTHS)} (got {arch!r})")
     mapped = adaface_to_iresnet(sd, ADAFACE_DEPTHS[arch])
-    return _as_face_model(_load_strict(arch, mapped, str(path))), ADAFACE_PREPROCESSING
+    return _as_face_model(_load_strict(arch, mapped, str(path)))
 
 
 def save_imported(

@@ -15,6 +15,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from ...preprocess import DEFAULT, Preprocessing
 from .. import BACKBONES
 
 
@@ -48,6 +49,7 @@ class IResNet(nn.Module):
     a parameter-free strided identity (AdaFace) instead of conv1x1+BN
     (insightface). ``affine_features``: the last BatchNorm1d has (frozen-
     weight) affine parameters as in insightface, or none as in AdaFace.
+    ``preprocessing`` is the input convention (AdaFace: BGR) the trainer uses.
     """
 
     feature_channels = 512
@@ -61,9 +63,11 @@ class IResNet(nn.Module):
         subsample_shortcut: bool = False,
         affine_features: bool = True,
         arch: str = "iresnet",
+        preprocessing: Preprocessing = DEFAULT,
     ) -> None:
         super().__init__()
         self.arch = arch
+        self.preprocessing = preprocessing  # the input convention its published weights expect
         self.embedding_size = embedding_size
         self.subsample_shortcut = subsample_shortcut
         self.inplanes = 64
@@ -132,5 +136,12 @@ for _name, _layers in DEPTHS.items():
     BACKBONES.register(_name)(partial(IResNet, _layers, arch=_name))
 for _name, _layers in ADAFACE_DEPTHS.items():
     BACKBONES.register(_name)(
-        partial(IResNet, _layers, subsample_shortcut=True, affine_features=False, arch=_name)
+        partial(
+            IResNet,
+            _layers,
+            subsample_shortcut=True,
+            affine_features=False,
+            arch=_name,
+            preprocessing=Preprocessing(color="BGR"),
+        )
     )
