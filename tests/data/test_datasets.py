@@ -1,6 +1,5 @@
 """TrainData: deterministic, exactly resumable batches; labels; UI images; data kinds."""
 
-import numpy as np
 import pytest
 import torch
 
