@@ -1,0 +1,124 @@
+import json
+
+import numpy as np
+import pytest
+
+from vlrface.errors import UserError
+from vlrface.serve.gallery import IVF_MIN_TRAIN, UNKNOWN, Gallery
+
+
+def unit(rng, n, d=16):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_topk(gallery_vectors, probes, k):
+    s = probes @ gallery_vectors.T
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, 1), order
+
+
+def test_exact_search_equals_numpy_brute_force():
+    rng = np.random.default_rng(0)
+    g = Gallery(16)
+    vecs = unit(rng, 50)
+    g.add(vecs * 3.0, [f"p{i}" for i in range(50)])  # unnormalised input is normalised
+    probes = unit(rng, 7)
+    scores, ids = g.search(probes, 5)
+    ref_s, ref_pos = brute_topk(vecs, probes, 5)
+    np.testing.assert_allclose(scores, ref_s, atol=1e-5)
+    assert ids.tolist() == [[f"p{j}" for j in row] for row in ref_pos]
+
+
+def test_k_larger_than_gallery_pads():
+    g = Gallery(4)
+    g.add(np.eye(4)[:2], ["a", "b"])
+    scores, ids = g.search(np.eye(4)[:1], 4)
+    assert ids[0].tolist() == ["a", "b", "", ""] and np.isinf(scores[0, 2:]).all()
+
+
+def test_identify_ranks_identities_by_best_entry_and_says_unknown():
+    g = Gallery(3)
+    # alice has two entries; her best (e0) beats bob's only entry
+    g.add([[1, 0, 0], [0.6, 0.8, 0], [0.8, 0.6, 0]], ["alice", "alice", "bob"], quality=[1.0, 2.0, 3.0])
+    res = g.identify(np.array([[1.0, 0.1, 0], [0, 0, 1.0]]), k=2, threshold=0.5,
+                     probe_quality=np.array([5.0, 0.1]), quality_threshold=1.0)
+    p0, p1 = res
+    assert [c[0] for c in p0.candidates] == ["alice", "bob"] and p0.identity == "alice"
+    assert p0.score == pytest.approx(1 / np.sqrt(1.01), abs=1e-6)
+    assert not p0.unknown and not p0.low_quality
+    assert p1.identity == UNKNOWN and p1.unknown and p1.low_quality
+    assert p1.candidates[0][1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_remove_drops_every_entry_of_an_identity():
+    rng = np.random.default_rng(1)
+    g = Gallery(16)
+    vecs = unit(rng, 6)
+    g.add(vecs, ["a", "b", "a", "c", "b", "a"], quality=np.arange(6))
+    assert g.remove("a") == 3 and g.remove(["zzz"]) == 0
+    assert g.ids == ["b", "c", "b"] and g.quality.tolist() == [1, 3, 4]
+    scores, ids = g.search(vecs[[0, 3]], 3)
+    assert "a" not in set(ids.ravel())
+    assert ids[1, 0] == "c" and scores[1, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_reserved_name_and_dimension_mismatch_are_user_errors():
+    g = Gallery(4)
+    with pytest.raises(UserError, match="reserved"):
+        g.add(np.eye(4)[:1], [UNKNOWN])
+    with pytest.raises(UserError, match="does not match"):
+        g.add(np.ones((1, 5)), ["x"])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_save_load_round_trip(tmp_path, kind):
+    rng = np.random.default_rng(2)
+    g = Gallery(16, index=kind, checkpoint="abc123")
+    g.add(unit(rng, 20), [f"id{i % 7}" for i in range(20)], quality=rng.random(20))
+    g.save(tmp_path / "g")
+    g.add(unit(rng, 3), ["new"] * 3)
+    g.save(tmp_path / "g")  # a second save replaces the snapshot
+    h = Gallery.load(tmp_path / "g", checkpoint="abc123")
+    assert h.ids == g.ids and h.index_type == kind and h.checkpoint == "abc123"
+    np.testing.assert_array_equal(h.quality, g.quality)
+    probes = unit(rng, 4)
+    for a, b in zip(g.search(probes, 5), h.search(probes, 5)):
+        np.testing.assert_array_equal(a, b)
+    files = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert len(files) == 2 and files[0] == "gallery.json" and files[1].startswith("snapshot-")
+    assert json.loads((tmp_path / "g/gallery.json").read_text())["entries"] == 23
+
+
+def test_load_rejects_missing_other_checkpoint_and_damage(tmp_path):
+    with pytest.raises(UserError, match="no gallery"):
+        Gallery.load(tmp_path)
+    g = Gallery(4, checkpoint="aaa")
+    g.add(np.eye(4), list("wxyz"))
+    g.save(tmp_path)
+    with pytest.raises(UserError, match="another checkpoint"):
+        Gallery.load(tmp_path, checkpoint="bbb")
+    snap = json.loads((tmp_path / "gallery.json").read_text())["snapshot"]
+    (tmp_path / snap / "ids.json").write_text('["w"]')
+    with pytest.raises(UserError, match="damaged"):
+        Gallery.load(tmp_path)
+
+
+@pytest.mark.parametrize("kind, params", [("ivf", {"nprobe": 16}), ("hnsw", {})])
+def test_approximate_indexes_have_high_recall(kind, params):
+    rng = np.random.default_rng(3)
+    n = IVF_MIN_TRAIN + 476
+    vecs = unit(rng, n, 32)
+    g = Gallery(32, index=kind, **params)
+    g.add(vecs[:500], [str(i) for i in range(500)])  # below the IVF minimum: exact fallback
+    g.add(vecs[500:], [str(i) for i in range(500, n)])  # crosses it: trained here
+    if kind == "ivf":
+        assert g._index.is_trained and g._index.ntotal == n and type(g._index).__name__ == "IndexIVFFlat"
+    probes = unit(rng, 50, 32)
+    _, ids = g.search(probes, 10)
+    _, ref = brute_topk(vecs, probes, 10)
+    recall = np.mean([len(set(map(int, a)) & set(b)) / 10 for a, b in zip(ids, ref)])
+    assert recall >= 0.8, recall
+    # near-duplicate probes find themselves
+    _, top = g.search(vecs[:20] + 0.01 * unit(rng, 20, 32), 1)
+    assert [int(i) for i in top[:, 0]] == list(range(20))
