@@ -1,26 +1,195 @@
-"""Service verbs: identify, serve, align."""
+"""Service verbs: identify, serve, align.
+
+Unreadable images and (with ``--align``) images without a face are reported
+on stderr — count and names — never silently dropped.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
 import typer
+from tqdm import tqdm
 
+from ..data.readers import IMAGE_EXTS, SkipReport, read_image, read_image_folder
+from ..errors import UserError
+from ..serve.gallery import INDEXES, Gallery
 from . import app
-from .deploy import _CTX, _not_built
+
+_THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unknown' (tune it on your data).")
 
 
-@app.command(context_settings=_CTX)
-def identify(ctx: typer.Context) -> None:
-    """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold."""
-    _not_built("identify", 7)
+def _image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
+    """Files and folders (searched recursively) → ``(file, name relative to its input)``, in order."""
+    out: list[tuple[Path, Path]] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
+        elif p.is_file():
+            out.append((p, Path(p.name)))
+        else:
+            raise UserError(f"input not found: {p}")
+    if not out:
+        raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) in: {' '.join(map(str, inputs))}")
+    return out
 
 
-@app.command(context_settings=_CTX)
-def serve(ctx: typer.Context) -> None:
-    """HTTP service: embedding, quality and identification."""
-    _not_built("serve", 7)
+def _encode_files(service, files: list[Path], skips: SkipReport, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Embeddings and quality of the readable images with a face, and their positions in ``files``.
+
+    Streams in chunks so a large gallery never holds all its images in memory.
+    """
+    from ..serve.app import NoFaceError
+
+    embs, quals, keep = [], [], []
+    for start in tqdm(range(0, len(files), chunk), desc="embedding", unit="chunk", disable=len(files) <= chunk):
+        faces = []
+        for i in range(start, min(start + chunk, len(files))):
+            img = read_image(files[i], skips)
+            if img is None:
+                continue
+            try:
+                faces.append(service.face(img))
+                keep.append(i)
+            except NoFaceError:
+                skips.add(files[i], "no face found")
+        e, q = service.encode(faces)
+        embs.append(e)
+        quals.append(q)
+    return np.concatenate(embs), np.concatenate(quals), keep
 
 
-@app.command(context_settings=_CTX)
-def align(ctx: typer.Context) -> None:
+def _build_gallery(service, folder: Path) -> None:
+    images = read_image_folder(folder)
+    skips = SkipReport()
+    emb, q, keep = _encode_files(service, images.paths, skips)
+    if not keep:
+        raise UserError(f"no usable gallery image in {folder}: {skips.summary()}")
+    service.gallery.add(emb, [images.names[images.labels[i]] for i in keep], q)
+    service.save()
+    g = service.gallery
+    print(f"gallery: {len(g)} images of {len(g.identities)} identities → {service.gallery_dir}")
+    skips.print_summary()
+
+
+@app.command()
+def identify(
+    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    gallery: Path = typer.Option(..., help="Gallery folder: read, or written by --build."),
+    probe: list[Path] = typer.Option([], help="Probe image or folder; more may follow as arguments."),
+    inputs: list[Path] = typer.Argument(None, help="More probe images or folders.", show_default=False),
+    build: Path = typer.Option(None, help="Build (replace) the gallery from an ID/image.jpg folder first."),
+    top: int = typer.Option(5, min=1, help="Candidates per probe."),
+    threshold: float = _THRESHOLD,
+    quality_threshold: float = typer.Option(None, help="Flag probes whose quality (PRM) is below this."),
+    index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
+    align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold and quality flags."""
+    from ..serve.app import FaceService
+
+    probes = [*probe, *(inputs or [])]
+    if build is None and not Gallery.exists(gallery):
+        raise UserError(f"no gallery in {gallery}: build one with --build ID_FOLDER")
+    if not probes and build is None:
+        raise UserError("nothing to do: give --probe INPUT... (and/or --build FOLDER)")
+    INDEXES.get(index)
+    files = _image_files(probes) if probes else []
+    service = FaceService(ckpt, gallery, align=align, index=index, rebuild=build is not None)
+    if build is not None:
+        _build_gallery(service, build)
+    if not files:
+        return
+    if not len(service.gallery):
+        raise UserError(f"gallery {gallery} is empty")
+    skips = SkipReport()
+    emb, q, keep = _encode_files(service, [f for f, _ in files], skips)
+    results = service.gallery.identify(emb, top, threshold, q, quality_threshold)
+    rows = [{"probe": str(files[i][0]), **r.to_dict()} for i, r in zip(keep, results)]
+    if as_json:
+        for r in rows:
+            r["quality"] = None if r["quality"] is None or math.isnan(r["quality"]) else r["quality"]
+        print(json.dumps(rows, indent=1))
+    else:
+        _print_table(rows, top)
+    skips.print_summary()
+
+
+def _print_table(rows: list[dict], top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"top-{top} identities per probe")
+    for col in ("probe", "answer", "score", "quality", "flags", f"top-{top}"):
+        table.add_column(col)
+    for r in rows:
+        flags = ", ".join(f for f, on in (("unknown", r["unknown"]), ("low quality", r["low_quality"])) if on)
+        q = r["quality"]
+        table.add_row(
+            r["probe"], r["identity"], f"{r['score']:.3f}", "-" if q is None or math.isnan(q) else f"{q:.3f}", flags,
+            " ".join(f"{c['identity']}({c['score']:.2f})" for c in r["candidates"]),
+        )
+    Console(width=160).print(table)
+
+
+@app.command()
+def serve(
+    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
+    gallery: Path = typer.Option(None, help="Gallery folder, kept on disk across restarts (default: in memory only)."),
+    align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos."),
+    max_bytes: int = typer.Option(10 * 2**20, help="Largest accepted upload in bytes."),
+    top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
+    threshold: float = _THRESHOLD,
+) -> None:
+    """HTTP service (FastAPI): embedding, quality, identification, gallery enrolment."""
+    import uvicorn
+
+    from ..serve.app import create_app
+
+    if gallery is None:
+        typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
+    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def align(
+    inputs: list[Path] = typer.Argument(..., help="Images or folders (searched recursively)."),
+    out: Path = typer.Option(..., help="Output folder; folder inputs keep their sub-folder layout."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Write every face (name_1.png …), not only the largest."),
+) -> None:
     """Detect (YuNet) and align faces to the 112×112 arcface template."""
-    _not_built("align", 7)
+    from ..data.align import YuNetDetector
+
+    files = _image_files(inputs)
+    detector = YuNetDetector()
+    skips, no_face, written = SkipReport(), [], 0
+    for path, rel in files:
+        img = read_image(path, skips)
+        if img is None:
+            continue
+        crops = detector.detect_and_align(img)
+        if not crops:
+            no_face.append(str(path))
+            continue
+        for k, crop in enumerate(crops if all_faces else crops[:1]):
+            dst = out / rel.with_name(f"{rel.stem}_{k}.png" if k else f"{rel.stem}.png")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(dst), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            written += 1
+    print(f"aligned {written} face(s) from {len(files) - len(no_face) - len(skips)} of {len(files)} image(s) → {out}")
+    if no_face:
+        (out / "no_face.txt").parent.mkdir(parents=True, exist_ok=True)
+        (out / "no_face.txt").write_text("\n".join(no_face) + "\n")
+        shown = ", ".join(no_face[:5]) + (f" and {len(no_face) - 5} more" if len(no_face) > 5 else "")
+        typer.echo(f"no face found in {len(no_face)} image(s) (listed in {out / 'no_face.txt'}): {shown}", err=True)
+    skips.print_summary()

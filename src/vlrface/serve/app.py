@@ -1,0 +1,220 @@
+"""The face service: a model and a gallery behind one lock, and its HTTP face.
+
+:class:`FaceService` is what ``vlrface identify`` and ``vlrface serve`` share:
+images in (RGB ``uint8``, any size), faces prepared the same way (YuNet +
+5-point alignment with ``align=True``, else a plain resize of an already
+cropped face), embeddings and PRM quality out, gallery search and enrolment.
+One re-entrant lock serialises model inference and gallery mutation, so
+concurrent HTTP requests are safe; every enrolment or removal is saved to
+disk at once (atomic snapshot swap, see :mod:`vlrface.serve.gallery`).
+
+:func:`create_app` wraps a service in FastAPI; the endpoints are documented in
+``docs/serving.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from ..data.align import YuNetDetector
+from ..errors import UserError
+from ..train.checkpoint import load_model
+from .gallery import Gallery, Identification
+
+DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
+MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
+BATCH = 64
+
+
+def checkpoint_hash(path: str | Path) -> str:
+    """SHA-256 of the checkpoint file: galleries remember which model made their embeddings."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class NoFaceError(UserError):
+    """``align=True`` and the detector found no face in the image."""
+
+
+class FaceService:
+    """Model + preprocessing + optional detector + gallery, thread-safe."""
+
+    def __init__(
+        self,
+        ckpt: str | Path,
+        gallery_dir: str | Path | None = None,
+        *,
+        align: bool = False,
+        index: str = "flat",
+        device: str = "cpu",
+        rebuild: bool = False,
+    ) -> None:
+        """``rebuild=True`` starts an empty gallery that replaces the saved one at the next save."""
+        self.model, self.preprocessing, _ = load_model(ckpt, device)
+        self.device = device
+        self.checkpoint = checkpoint_hash(ckpt)
+        self.gallery_dir = Path(gallery_dir) if gallery_dir else None
+        if self.gallery_dir and Gallery.exists(self.gallery_dir) and not rebuild:
+            self.gallery = Gallery.load(self.gallery_dir, checkpoint=self.checkpoint)
+        else:
+            self.gallery = Gallery(self.model.embedding_size, index=index, checkpoint=self.checkpoint)
+        self.detector = YuNetDetector() if align else None
+        self.lock = threading.RLock()
+
+    def face(self, image: np.ndarray) -> np.ndarray:
+        """The network-sized face crop of an RGB image (largest face when aligning)."""
+        size = self.preprocessing.size
+        if self.detector is not None:
+            with self.lock:
+                faces = self.detector.detect_and_align(image, size)
+            if not faces:
+                raise NoFaceError("no face found in the image")
+            return faces[0]
+        if image.shape[:2] == (size, size):
+            return image
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_CUBIC)
+
+    def encode(self, faces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Face crops → L2-normalised embeddings ``[N,D]`` and PRM quality ``[N]`` (NaN without a PRM)."""
+        embs, quals = [], []
+        with self.lock, torch.inference_mode():
+            for i in range(0, len(faces), BATCH):
+                x = self.preprocessing.to_tensor(faces[i : i + BATCH]).to(self.device)
+                out = self.model(x)
+                embs.append(torch.nn.functional.normalize(out.embedding.float(), dim=1).cpu().numpy())
+                q = out.quality.float().cpu().numpy() if out.quality is not None else np.full(len(x), np.nan)
+                quals.append(q.reshape(-1))
+        d = self.model.embedding_size
+        return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0))
+
+    def identify(
+        self, faces: list[np.ndarray], k: int = 5, threshold: float = 0.3, quality_threshold: float | None = None
+    ) -> list[Identification]:
+        emb, q = self.encode(faces)
+        with self.lock:
+            return self.gallery.identify(emb, k, threshold, q, quality_threshold)
+
+    def enrol(self, identities: list[str], faces: list[np.ndarray]) -> np.ndarray:
+        """Add faces under the given identities and persist; returns their quality."""
+        emb, q = self.encode(faces)
+        with self.lock:
+            self.gallery.add(emb, identities, q)
+            self.save()
+        return q
+
+    def remove(self, identity: str) -> int:
+        with self.lock:
+            n = self.gallery.remove(identity)
+            if n:
+                self.save()
+            return n
+
+    def save(self) -> None:
+        if self.gallery_dir is not None:
+            with self.lock:
+                self.gallery.save(self.gallery_dir)
+
+
+def decode_upload(data: bytes) -> np.ndarray | None:
+    """Encoded image bytes → RGB uint8 (grey and 16-bit files converted), or ``None``."""
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def create_app(
+    ckpt: str | Path | FaceService,
+    gallery_dir: str | Path | None = None,
+    *,
+    align: bool = False,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    top: int = 5,
+    threshold: float = 0.3,
+    quality_threshold: float | None = None,
+) -> FastAPI:
+    """The FastAPI app over a :class:`FaceService` (built from ``ckpt`` unless one is given)."""
+    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align)
+    app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
+    app.state.service = service
+
+    @app.middleware("http")
+    async def refuse_oversized(request: Request, call_next: Any) -> Any:
+        """Reject by Content-Length before the body is parsed; chunked bodies are checked on read."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes + MULTIPART_SLACK:
+            return JSONResponse({"detail": f"upload too large: {length} bytes, limit {max_bytes}"}, status_code=413)
+        return await call_next(request)
+
+    def read_face(image: UploadFile) -> np.ndarray:
+        data = image.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, f"upload too large: limit {max_bytes} bytes")
+        if not data:
+            raise HTTPException(400, "empty upload: send an image file in the 'image' form field")
+        img = decode_upload(data)
+        if img is None:
+            raise HTTPException(415, f"'{image.filename}' is not a decodable image (JPEG, PNG, BMP, PGM …)")
+        try:
+            return service.face(img)
+        except NoFaceError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        g = service.gallery
+        return {"status": "ok", "checkpoint": service.checkpoint, "dim": g.dim, "entries": len(g)}
+
+    @app.post("/embed")
+    def embed(image: UploadFile = File(...)) -> dict[str, Any]:
+        emb, q = service.encode([read_face(image)])
+        return {"embedding": emb[0].tolist(), "quality": _num(q[0]), "dim": int(emb.shape[1])}
+
+    @app.post("/identify")
+    def identify(
+        image: UploadFile = File(...), top_k: int = top, threshold: float = threshold, quality_threshold: float | None = quality_threshold
+    ) -> dict[str, Any]:
+        if top_k < 1:
+            raise HTTPException(400, "top_k must be ≥ 1")
+        res = service.identify([read_face(image)], top_k, threshold, quality_threshold)[0].to_dict()
+        res["quality"] = _num(res["quality"])
+        return res
+
+    @app.get("/gallery")
+    def gallery() -> dict[str, Any]:
+        with service.lock:
+            g = service.gallery
+            return {**g.meta(), "persistent": service.gallery_dir is not None, "identities": g.identities}
+
+    @app.post("/gallery/{identity}", status_code=201)
+    def enrol(identity: str, image: UploadFile = File(...)) -> dict[str, Any]:
+        face = read_face(image)
+        try:
+            q = service.enrol([identity], [face])
+        except UserError as e:
+            raise HTTPException(400, str(e)) from None
+        return {"identity": identity, "entries": service.gallery.identities.get(identity, 0), "quality": _num(q[0])}
+
+    @app.delete("/gallery/{identity}")
+    def remove(identity: str) -> dict[str, Any]:
+        n = service.remove(identity)
+        if not n:
+            raise HTTPException(404, f"identity '{identity}' is not in the gallery")
+        return {"identity": identity, "removed": n}
+
+    return app
+
+
+def _num(x: float | None) -> float | None:
+    """JSON has no NaN: a model without a PRM reports quality ``null``."""
+    return None if x is None or not np.isfinite(x) else float(x)

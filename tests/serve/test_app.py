@@ -1,0 +1,132 @@
+"""The HTTP service, tested against the real server: ``vlrface serve`` under uvicorn on loopback."""
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import torch
+
+from vlrface.models import build_model
+from vlrface.preprocess import Preprocessing
+from vlrface.train.checkpoint import atomic_save, make_checkpoint
+
+MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": True, "prm": True}
+MAX_BYTES = 200_000
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
+    atomic_save(make_checkpoint(model=build_model(MODEL).eval(), config={"model": MODEL}, preprocessing=Preprocessing()), path)
+    return path
+
+
+def png(seed: int, size: int = 112) -> bytes:
+    """A distinct random-texture 'face' per seed (the model is untrained; identities only need to differ)."""
+    img = np.random.default_rng(seed).integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    return cv2.imencode(".png", cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC))[1].tobytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(ckpt, gallery):
+    port = free_port()
+    argv = [sys.executable, "-c", "from vlrface.cli import main; main()", "serve", "--ckpt", str(ckpt),
+            "--gallery", str(gallery), "--host", "127.0.0.1", "--port", str(port), "--max-bytes", str(MAX_BYTES)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"server exited: {proc.stdout.read().decode()[-2000:]}"
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start within 60 s"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            yield client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def upload(data: bytes, name: str = "face.png") -> dict:
+    return {"image": (name, data, "image/png")}
+
+
+def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
+    gallery = tmp_path / "gallery"
+    with server(ckpt, gallery) as c:
+        assert c.get("/health").json()["entries"] == 0
+        for who, seed in (("alice", 1), ("bob", 2), ("carol", 3)):
+            r = c.post(f"/gallery/{who}", files=upload(png(seed)))
+            assert r.status_code == 201 and r.json()["entries"] == 1
+        assert c.post("/gallery/alice", files=upload(png(11))).json()["entries"] == 2
+
+        emb = c.post("/embed", files=upload(png(2)))
+        body = emb.json()
+        assert emb.status_code == 200 and body["dim"] == 16 and isinstance(body["quality"], float)
+        assert np.linalg.norm(body["embedding"]) == pytest.approx(1.0, abs=1e-5)
+
+        hit = c.post("/identify", params={"top_k": 3, "threshold": 0.0}, files=upload(png(2))).json()
+        assert hit["identity"] == "bob" and hit["score"] == pytest.approx(1.0, abs=1e-4) and not hit["unknown"]
+        assert [x["identity"] for x in hit["candidates"]][0] == "bob" and len(hit["candidates"]) == 3
+        miss = c.post("/identify", params={"threshold": 1.01}, files=upload(png(2))).json()
+        assert miss["identity"] == "unknown" and miss["unknown"]
+        flagged = c.post("/identify", params={"quality_threshold": 1e9}, files=upload(png(2))).json()
+        assert flagged["low_quality"]
+
+        # bad uploads → 4xx with a JSON message
+        assert c.post("/embed", files=upload(b"")).status_code == 400
+        bad = c.post("/embed", files=upload(b"this is not an image", "x.txt"))
+        assert bad.status_code == 415 and "not a decodable image" in bad.json()["detail"]
+        big = c.post("/embed", files=upload(b"\0" * (MAX_BYTES + 100_000)))
+        assert big.status_code == 413 and "too large" in big.json()["detail"]
+        assert c.post("/embed", files=upload(b"\0" * (MAX_BYTES + 1))).status_code == 413  # within header slack
+        assert c.post("/embed").status_code == 422  # no file field
+        assert c.delete("/gallery/nobody").status_code == 404
+        assert c.post("/gallery/unknown", files=upload(png(5))).status_code == 400  # reserved name
+
+        # concurrency: 8 threads × 3 requests, identify and enrol interleaved
+        def work(t):
+            out = []
+            for j in range(3):
+                if j == 1:
+                    out.append(c.post(f"/gallery/t{t}", files=upload(png(100 + t))).status_code)
+                else:
+                    r = c.post("/identify", params={"threshold": 0.0}, files=upload(png(1 + t % 3)))
+                    out.append(r.status_code if r.json()["identity"] == ["alice", "bob", "carol"][t % 3] else -1)
+            return out
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = sum(pool.map(work, range(8)), [])
+        assert sorted(set(codes)) == [200, 201], codes
+        listing = c.get("/gallery").json()
+        assert listing["entries"] == 12 and listing["identities"]["alice"] == 2 and listing["persistent"]
+        assert c.delete("/gallery/carol").json() == {"identity": "carol", "removed": 1}
+
+    with server(ckpt, gallery) as c:  # restart: the gallery survived on disk
+        listing = c.get("/gallery").json()
+        assert listing["entries"] == 11 and "carol" not in listing["identities"]
+        assert c.post("/identify", params={"threshold": 0.0}, files=upload(png(1))).json()["identity"] == "alice"
