@@ -43,6 +43,12 @@ def _encode_ids(probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) 
     return p, g
 
 
+def same_identity(probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> np.ndarray:
+    """Boolean ``[P, G]``: probe i and gallery item j share an identity (genuine pair)."""
+    p, g = _encode_ids(probe_ids, gallery_ids)
+    return (p[:, None] == g[None, :]) & (p[:, None] >= 0)
+
+
 # ------------------------------------------------------- per-probe statistics
 @dataclass
 class ProbeStats:

@@ -1,0 +1,72 @@
+"""One evaluation run: checkpoint + protocol → ``metrics.json``, ``report.md``, plots.
+
+The raw-pixel baseline runs on the same files, crops and probe sizes, so
+every report shows the model beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..data.readers import SkipReport
+from ..train.checkpoint import load_model
+from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
+from .protocols import PROTOCOLS
+from .report import write_eval_report
+
+SCHEMA = "vlrface-eval-1"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlrface" / "embeddings"
+
+
+def evaluate(
+    protocol: str,
+    data: str | Path,
+    ckpt: str | Path,
+    out: str | Path,
+    *,
+    probe_sizes: Sequence[int] | None = None,
+    flip: bool = False,
+    batch_size: int = 64,
+    device: str = "auto",
+    cache_dir: str | Path | None = None,
+    baseline: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Run ``protocol`` on ``data`` with the checkpoint (and the raw-pixel baseline); write the report."""
+    proto = PROTOCOLS.build(protocol).load(data)  # validate the layout before loading any weights
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, pre, _ = load_model(ckpt, device)
+    skips = SkipReport()
+    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    embedders = {"model": ModelEmbedder(model, pre, flip=flip, batch_size=batch_size, device=device, cache=cache,
+                                        model_key=file_key(Path(ckpt)), progress=progress, skips=skips)}
+    if baseline:
+        embedders["raw-pixel"] = RawPixelEmbedder(progress=progress, skips=SkipReport())  # same files: count once
+    with torch.inference_mode():
+        results = {name: proto.run(fn, probe_sizes) for name, fn in embedders.items()}
+    skips.print_summary()
+    metrics = {
+        "schema": SCHEMA,
+        "protocol": protocol,
+        "description": proto.description,
+        "data": str(Path(data).resolve()),
+        "checkpoint": str(Path(ckpt).resolve()),
+        "flip": flip,
+        "probe_sizes": list(probe_sizes) if probe_sizes else None,
+        "skipped_images": len({p for p, _ in skips.skipped}),
+        "results": results,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True))
+    write_eval_report(json.loads((out / "metrics.json").read_text()), out)
+    return metrics
