@@ -54,7 +54,7 @@ def _flat(dim: int, vectors: np.ndarray, **_: Any) -> faiss.Index:
 
 
 @INDEXES.register("ivf")
-def _ivf(dim: int, vectors: np.ndarray, nlist: int = 0, nprobe: int = 8, **_: Any) -> faiss.Index:
+def _ivf(dim: int, vectors: np.ndarray, nlist: int = 0, nprobe: int = 32, **_: Any) -> faiss.Index:
     if len(vectors) < IVF_MIN_TRAIN:
         return faiss.IndexFlatIP(dim)
     nlist = nlist or max(1, int(math.sqrt(len(vectors))))
@@ -65,7 +65,7 @@ def _ivf(dim: int, vectors: np.ndarray, nlist: int = 0, nprobe: int = 8, **_: An
 
 
 @INDEXES.register("hnsw")
-def _hnsw(dim: int, vectors: np.ndarray, m: int = 32, ef_search: int = 64, **_: Any) -> faiss.Index:
+def _hnsw(dim: int, vectors: np.ndarray, m: int = 32, ef_search: int = 128, **_: Any) -> faiss.Index:
     index = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efSearch = ef_search
     return index
