@@ -22,6 +22,7 @@ from ..serve.gallery import INDEXES, Gallery
 from . import app
 
 _THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unknown' (tune it on your data).")
+_DEVICE = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …")
 
 
 def _image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
@@ -91,6 +92,7 @@ def identify(
     index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    device: str = _DEVICE,
 ) -> None:
     """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold and quality flags."""
     from ..serve.app import FaceService
@@ -102,7 +104,7 @@ def identify(
         raise UserError("nothing to do: give --probe INPUT... (and/or --build FOLDER)")
     INDEXES.get(index)
     files = _image_files(probes) if probes else []
-    service = FaceService(ckpt, gallery, align=align, index=index, rebuild=build is not None)
+    service = FaceService(ckpt, gallery, align=align, index=index, device=device, rebuild=build is not None)
     if build is not None:
         _build_gallery(service, build)
     if not files:
@@ -149,6 +151,7 @@ def serve(
     max_bytes: int = typer.Option(10 * 2**20, help="Largest accepted upload in bytes."),
     top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
     threshold: float = _THRESHOLD,
+    device: str = _DEVICE,
 ) -> None:
     """HTTP service (FastAPI): embedding, quality, identification, gallery enrolment."""
     import uvicorn
@@ -157,7 +160,7 @@ def serve(
 
     if gallery is None:
         typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
-    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold)
+    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold, device=device)
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 

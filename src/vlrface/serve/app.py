@@ -142,9 +142,10 @@ def create_app(
     top: int = 5,
     threshold: float = 0.3,
     quality_threshold: float | None = None,
+    device: str = "cpu",
 ) -> FastAPI:
     """The FastAPI app over a :class:`FaceService` (built from ``ckpt`` unless one is given)."""
-    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align)
+    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, device=device)
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
     app.state.service = service
 
