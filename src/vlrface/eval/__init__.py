@@ -1,0 +1,3 @@
+"""Evaluation: metrics (:mod:`.metrics`), protocol readers and runners
+(:mod:`.protocols`), embedding extraction (:mod:`.embed`), reports
+(:mod:`.report`) and the ``vlrface eval`` run (:mod:`.run`)."""
