@@ -9,26 +9,27 @@ concurrent HTTP requests are safe; every enrolment or removal is saved to
 disk at once (atomic snapshot swap, see :mod:`vlrface.serve.gallery`).
 
 :func:`create_app` wraps a service in FastAPI; the endpoints are documented in
-``docs/serving.md``.
+``docs/serving.md``. FastAPI is imported only there, so ``identify`` and
+batch jobs run without it. (No ``from __future__ import annotations`` here:
+FastAPI reads the endpoints' annotations, which name locally imported classes.)
 """
-
-from __future__ import annotations
 
 import hashlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import torch
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
 
 from ..data.align import YuNetDetector
 from ..errors import UserError
 from ..train.checkpoint import load_model
 from .gallery import Gallery, Identification
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
 MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
@@ -143,8 +144,11 @@ def create_app(
     threshold: float = 0.3,
     quality_threshold: float | None = None,
     device: str = "cpu",
-) -> FastAPI:
+) -> "FastAPI":
     """The FastAPI app over a :class:`FaceService` (built from ``ckpt`` unless one is given)."""
+    from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+    from fastapi.responses import JSONResponse
+
     service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, device=device)
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
     app.state.service = service
