@@ -1,7 +1,6 @@
 """``vlrface eval`` end to end on a tiny att-layout set with a tiny checkpoint."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
