@@ -5,16 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from ..errors import NotBuiltError
+from ..errors import UserError
 from . import app
+
+SHARED_ATT = Path("../shared/data/att_faces")
 
 
 @app.command()
 def demo(
     quick: bool = typer.Option(False, "--quick", help="Small run (≤ 3 min on 2 CPU cores)."),
-    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
-    att: Path | None = typer.Option(None, "--att", help="ORL/AT&T folder for the att-vlr protocol."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder (re-running resumes/reuses it)."),
+    att: Path | None = typer.Option(None, "--att", help="ORL/AT&T folder for att-vlr [default: ../shared/data/att_faces if present]."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Pre-train on synthetic faces, fine-tune ArcFace vs RI on HR+VLR, evaluate, report."""
-    raise NotBuiltError("'vlrface demo' is not built yet (issue #4)")
+    from ..demo import run_demo
+
+    if att is not None and not att.is_dir():
+        raise UserError(f"--att folder not found: {att}")
+    att = att or (SHARED_ATT if SHARED_ATT.is_dir() else None)
+    report = run_demo(out, quick=quick, att=att, progress=progress)
+    console = Console()
+    for line in report["verdict"]:
+        console.print(f"• {line}")
+    console.print(f"\nreport: {out / 'report.md'}  plots: {out}/*.png  checkpoints: {out}/*/model.pt")

@@ -76,6 +76,12 @@ def _batches(images: ImageSet, batch_size: int, progress: bool, what: str):
     return track(starts, description=f"{what} {images.label()}", transient=True, disable=not progress)
 
 
+def raw_pixels(x01: torch.Tensor) -> torch.Tensor:
+    """Float images ``[B,3,H,W]`` → grey 32×32 pixels, mean-removed, L2-normalised ``[B,1024]``."""
+    v = F.adaptive_avg_pool2d(x01.mean(1, keepdim=True), RAW_PIXEL_SIZE).flatten(1)
+    return F.normalize(v - v.mean(1, keepdim=True), dim=1)
+
+
 class RawPixelEmbedder:
     """Grey pixels at 32×32, mean-removed, L2-normalised: cosine = pixel correlation."""
 
@@ -88,8 +94,7 @@ class RawPixelEmbedder:
         out = np.zeros((len(images), RAW_PIXEL_SIZE * RAW_PIXEL_SIZE), np.float32)
         for i in _batches(images, self.batch_size, self.progress, "raw pixels"):
             x, ok = load_faces(images.paths[i : i + self.batch_size], images.crop, images.size, self.skips)
-            v = F.adaptive_avg_pool2d(x.mean(1, keepdim=True), RAW_PIXEL_SIZE).flatten(1)
-            v = F.normalize(v - v.mean(1, keepdim=True), dim=1).numpy()
+            v = raw_pixels(x).numpy()
             out[i : i + len(v)] = v * ok[:, None]
         return Embedded(out, None)
 
