@@ -29,6 +29,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    distributed: bool = False  # a process group is up (torchrun), even at world size 1
 
     @property
     def is_main(self) -> bool:
@@ -57,12 +58,12 @@ def init_distributed(device: torch.device) -> DistInfo:
 def current() -> DistInfo:
     if not (dist.is_available() and dist.is_initialized()):
         return DistInfo()
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
 
 
 def local_device(device: torch.device, info: DistInfo) -> torch.device:
     """Each rank drives its own GPU (``cuda:LOCAL_RANK``)."""
-    return torch.device("cuda", info.local_rank) if device.type == "cuda" and info.world_size > 1 else device
+    return torch.device("cuda", info.local_rank) if device.type == "cuda" and info.distributed else device
 
 
 def shard_range(num: int, world_size: int, rank: int) -> tuple[int, int]:
@@ -82,8 +83,8 @@ def local_batch(images: torch.Tensor, labels: torch.Tensor, info: DistInfo) -> t
 
 
 def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
-    """DDP for world size > 1; the bare model otherwise (BN buffers follow rank 0)."""
-    if info.world_size == 1:
+    """DDP under torchrun (world size 1 too); the bare model otherwise (BN buffers follow rank 0)."""
+    if not info.distributed:
         return model
     ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)

@@ -28,9 +28,11 @@ from ..models import HEADS, FaceModel, build_model
 from ..preprocess import DEFAULT, Preprocessing
 from .checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from .config import Config, config_from_dict
+from .distributed import init_distributed, local_batch, local_device, shard_range, wrap_ddp
 from .imprint import class_means, imprint
 from .objective import Objective
 from .optim import build_optimizer, lr_factor, set_lr
+from .partial_fc import PartialFC
 
 Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
 
@@ -82,20 +84,31 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.train.device)
+        # [distributed] torchrun → process group, one GPU per rank (no-op for a single process)
+        self.dist = init_distributed(resolve_device(cfg.train.device))
+        self.device = local_device(resolve_device(cfg.train.device), self.dist)
         self.out = Path(cfg.out)
+        if evaluator is None and cfg.eval.protocols:
+            from ..eval.run import training_evaluator
+
+            evaluator = training_evaluator(cfg.eval.protocols, cfg.eval.data, cfg.eval.probe_sizes, self.device)
         self.evaluator = evaluator
         self.show_progress = progress
         torch.manual_seed(cfg.seed)
         self.data = data if data is not None else build_train_data(cfg.data, cfg.seed)
         self.model = build_model(cfg.to_dict()["model"]).to(self.device)
         self.preprocessing: Preprocessing = getattr(self.model.backbone, "preprocessing", DEFAULT)
+        # [distributed] PartialFC: this rank's shard of the class centres, sampled per step
+        partial = cfg.train.partial_fc_rate < 1 or self.dist.world_size > 1
+        shard = shard_range(self.data.num_classes, self.dist.world_size, self.dist.rank)
         head = HEADS.build(
             cfg.head.name,
             embedding_size=self.model.embedding_size,
-            num_classes=self.data.num_classes,
+            num_classes=shard[1] if partial else self.data.num_classes,
             **cfg.head.kwargs,
         )
+        if partial:
+            head = PartialFC(head, self.data.num_classes, cfg.train.partial_fc_rate)
         self.objective = Objective(head, cfg.ri, self.model.embedding_size).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -104,7 +117,8 @@ class Trainer:
         self.guard = NonFiniteGuard(cfg.train.nan_patience)
         self.step = 0
         self.history: list[dict[str, Any]] = []
-        self.forward = torch.compile(self.model) if cfg.train.compile else self.model
+        ddp = wrap_ddp(self.model, self.device, self.dist)  # [distributed]
+        self.forward = torch.compile(ddp) if cfg.train.compile else ddp
         if (self.out / "last.pt").is_file():
             self.resume(self.out / "last.pt")
         elif cfg.model.init:
@@ -127,7 +141,11 @@ class Trainer:
         means, seen = class_means(
             self.model, batches, self.data.num_classes, self.preprocessing, self.device
         )
-        return imprint(self.objective.head.weight.data, means, seen)
+        head = self.objective.head
+        if isinstance(head, PartialFC):  # [distributed] imprint this rank's shard only
+            rows = slice(head.class_start, head.class_start + head.num_local)
+            means, seen = means[rows], seen[rows]
+        return imprint(head.weight.data, means, seen)
 
     # --------------------------------------------------------- checkpoint
     def checkpoint(self, *, with_optimizer: bool = True) -> dict[str, Any]:
@@ -148,7 +166,11 @@ class Trainer:
 
     def save(self, name: str = "last.pt", *, with_optimizer: bool = True) -> Path:
         path = self.out / name
-        atomic_save(self.checkpoint(with_optimizer=with_optimizer), path)
+        ckpt = self.checkpoint(with_optimizer=with_optimizer)  # [distributed] collective: gathers PartialFC shards
+        if self.dist.world_size > 1 and with_optimizer:  # each rank's optimiser holds its own shard's moments
+            atomic_save(self.optimizer.state_dict(), self.out / f"optimizer.rank{self.dist.rank}.pt")
+        if self.dist.is_main:
+            atomic_save(ckpt, path)
         return path
 
     def resume(self, path: Path) -> None:
@@ -157,7 +179,11 @@ class Trainer:
             raise UserError(f"{path} was written with a different model config; use a new 'out' folder")
         self.model.load_state_dict(ckpt["model"])
         self.objective.load_state_dict(ckpt["objective"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.dist.world_size > 1:  # [distributed] this rank's own optimiser state (its shard)
+            self.optimizer.load_state_dict(
+                torch.load(path.parent / f"optimizer.rank{self.dist.rank}.pt", map_location=self.device))
+        else:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.guard.total = ckpt.get("nonfinite_total", 0)
         self.step = int(ckpt["step"])
@@ -180,7 +206,8 @@ class Trainer:
         cfg = self.cfg
         seed = step_seed(cfg.seed, self.step)
         torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed + self.dist.rank)  # [distributed] distinct per rank
+        images, labels = local_batch(images, labels, self.dist)  # [distributed] this rank's rows
         images = random_vlr(images.to(self.device, non_blocking=True), cfg.data.vlr, gen)
         x = self.preprocessing.normalize(images)
         if cfg.train.channels_last:
@@ -214,6 +241,8 @@ class Trainer:
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
+        if not self.dist.is_main:  # [distributed] only rank 0 writes logs
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -226,7 +255,7 @@ class Trainer:
         batches = self.data.batches(cfg.batch_size, start_step=self.step)
         columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-        progress = Progress(*columns, disable=not self.show_progress, transient=False)
+        progress = Progress(*columns, disable=not (self.show_progress and self.dist.is_main), transient=False)
         t0, seen = time.perf_counter(), 0
         try:
             with progress:
