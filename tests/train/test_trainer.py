@@ -88,3 +88,33 @@ def test_resume_with_another_model_is_refused(tmp_path):
     Trainer(tiny(tmp_path, "r"), progress=False).fit(stop_at=1)
     with pytest.raises(UserError, match="different model config"):
         Trainer(tiny(tmp_path, "r", "model.pam=false"), progress=False)
+
+
+def write_att(root, subjects=range(21, 41), images=2):
+    import cv2
+
+    from vlrface.data.synth import SynthFaces
+
+    faces = SynthFaces(5)
+    for s in subjects:
+        (root / f"s{s}").mkdir(parents=True)
+        for n in range(1, images + 1):
+            grey = cv2.cvtColor(faces.render(s, n), cv2.COLOR_RGB2GRAY)
+            cv2.imwrite(str(root / f"s{s}" / f"{n}.pgm"), cv2.resize(grey, (92, 112)))
+
+
+def test_periodic_evaluation_from_config(tmp_path):
+    write_att(tmp_path / "att")
+    cfg = tiny(tmp_path, "ev", "train.eval_every=3", "eval.protocols=[att-vlr]",
+               f"eval.data={{att-vlr: {tmp_path / 'att'}}}", "eval.probe_sizes=[null, 8]")
+    t = Trainer(cfg, progress=False)
+    final = t.fit()
+    assert set(final["att-vlr"]) == {"hr", "8px"}
+    assert 0.0 <= final["att-vlr"]["8px"]["rank1"] <= 1.0
+    evals = [r for r in t.history if "eval" in r]
+    assert [r["step"] for r in evals] == [3, 6]
+
+
+def test_periodic_evaluation_needs_a_data_folder(tmp_path):
+    with pytest.raises(UserError, match="eval.data has no folder for protocol"):
+        Trainer(tiny(tmp_path, "ev2", "eval.protocols=[att-vlr]"), progress=False)

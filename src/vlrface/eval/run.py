@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..data.readers import SkipReport
+from ..errors import UserError
 from ..train.checkpoint import load_model
 from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
 from .protocols import PROTOCOLS
@@ -70,3 +71,27 @@ def evaluate(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=True))
     write_eval_report(json.loads((out / "metrics.json").read_text()), out)
     return metrics
+
+
+def training_evaluator(protocols: Sequence[str], data: dict[str, str], probe_sizes: Sequence[int | None],
+                       device: str | torch.device = "cpu"):
+    """``(model, preprocessing) → {protocol: {setting: {rank1, rank5, map}}}`` for ``train.eval_every``.
+
+    The protocols' layouts are validated once, when training starts, so a
+    wrong path fails before the first step rather than at the first evaluation.
+    """
+    missing = [p for p in protocols if p not in data]
+    if missing:
+        raise UserError(f"eval.data has no folder for protocol(s) {', '.join(missing)} (e.g. eval.data.{missing[0]}=DIR)")
+    loaded = {name: PROTOCOLS.build(name).load(data[name]) for name in protocols}
+
+    def run(model: torch.nn.Module, preprocessing) -> dict:
+        embed = ModelEmbedder(model, preprocessing, device=device, progress=False)
+        with torch.inference_mode():
+            results = {name: proto.run(embed, list(probe_sizes)) for name, proto in loaded.items()}
+        return {
+            name: {s: {"rank1": r["cmc"][1], "rank5": r["cmc"][5], "map": r["map"]} for s, r in settings.items()}
+            for name, settings in results.items()
+        }
+
+    return run

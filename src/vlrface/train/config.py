@@ -125,7 +125,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=list)  # run at eval points
-    probe_sizes: list[int] = field(default_factory=lambda: [16, 8])
+    probe_sizes: list[int | None] = field(default_factory=lambda: [16, 8])  # null = HR probes
     data: dict[str, str] = field(default_factory=dict)  # protocol name → root
 
 
