@@ -118,3 +118,9 @@ def test_periodic_evaluation_from_config(tmp_path):
 def test_periodic_evaluation_needs_a_data_folder(tmp_path):
     with pytest.raises(UserError, match="eval.data has no folder for protocol"):
         Trainer(tiny(tmp_path, "ev2", "eval.protocols=[att-vlr]"), progress=False)
+
+
+def test_ri_trains_with_partial_fc(tmp_path):
+    t = Trainer(tiny(tmp_path, "pfc", "train.partial_fc_rate=0.5", "train.steps=2"), progress=False)
+    t.fit()
+    assert {"ri", "id", "l1"} <= set(t.history[-1])

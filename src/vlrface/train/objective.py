@@ -36,7 +36,9 @@ class Objective(nn.Module):
         if not self.cfg.enabled:
             return loss, logs
         cfg = self.cfg
-        d_p, d_n, d_ui = ri_distances(out.embedding, head_out.cosine, labels, self.ui.centre)
+        # PartialFC returns a compact cosine (own centre, nearest sampled negative) with its own label columns
+        cos_labels = self.head.cosine_labels(labels) if hasattr(self.head, "cosine_labels") else labels
+        d_p, d_n, d_ui = ri_distances(out.embedding, head_out.cosine, cos_labels, self.ui.centre)
         ri = self.ri_form(d_p, d_n, d_ui)
         logs["ri"] = float(ri.detach().mean())
         if out.quality is not None:
