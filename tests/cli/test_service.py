@@ -5,16 +5,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from vlrface.cli import main
-from vlrface.models import build_model
-from vlrface.preprocess import Preprocessing
 from vlrface.serve.gallery import Gallery
-from vlrface.train.checkpoint import atomic_save, make_checkpoint
 
 LFW = Path(__file__).resolve().parents[2] / "../shared/data/lfw"
-MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": False, "prm": True}
 
 
 def run(argv, capsys):
@@ -22,14 +17,6 @@ def run(argv, capsys):
         main([str(a) for a in argv])
     out = capsys.readouterr()
     return e.value.code, out.out, out.err
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    atomic_save(make_checkpoint(model=build_model(MODEL).eval(), config={"model": MODEL}, preprocessing=Preprocessing()), path)
-    return path
 
 
 def write_face(path: Path, seed: int, size: int = 96) -> Path:

@@ -6,22 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "../shared/data"
-
-
-@pytest.fixture
-def shared():
-    """``shared("lfw")`` → the real data folder, or skip the test when it is absent."""
-
-    def locate(name: str) -> Path:
-        path = SHARED / name
-        if not path.is_dir():
-            pytest.skip(f"real data {path} absent (it lives in ../shared/data beside the repo)")
-        return path
-
-    return locate
-
-
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """alice: 2 colour PNGs + a corrupt JPG; bob: 2 grey PGMs + an empty PNG; junk.txt ignored."""

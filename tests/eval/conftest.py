@@ -6,9 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "../shared/data"
-
-
 def face(identity: int, k: int, shape=(40, 32)) -> np.ndarray:
     """Grey image: a smooth pattern fixed by ``identity`` plus small noise fixed by ``k``."""
     coarse = np.random.default_rng(identity).integers(0, 255, (4, 4)).astype(np.float32)
@@ -30,17 +27,6 @@ def att_root(tmp_path: Path) -> Path:
         for n in range(1, 4):
             write(tmp_path / "att" / f"s{s}" / f"{n}.pgm", s, n, (112, 92))
     return tmp_path / "att"
-
-
-@pytest.fixture
-def shared():
-    def locate(name: str) -> Path:
-        path = SHARED / name
-        if not path.is_dir():
-            pytest.skip(f"real data {path} absent (it lives in ../shared/data beside the repo)")
-        return path
-
-    return locate
 
 
 @pytest.fixture

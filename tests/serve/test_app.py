@@ -11,22 +11,9 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-import torch
 
-from vlrface.models import build_model
-from vlrface.preprocess import Preprocessing
-from vlrface.train.checkpoint import atomic_save, make_checkpoint
 
-MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": True, "prm": True}
 MAX_BYTES = 200_000
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "m.pt"
-    atomic_save(make_checkpoint(model=build_model(MODEL).eval(), config={"model": MODEL}, preprocessing=Preprocessing()), path)
-    return path
 
 
 def png(seed: int, size: int = 112) -> bytes:
