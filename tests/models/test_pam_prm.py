@@ -33,3 +33,12 @@ def test_without_pam_embedding_is_plain():
     model = build_model({"backbone": "iresnet_nano", "embedding_size": 16, "pam": False, "prm": False}).eval()
     out = model(torch.randn(2, 3, 112, 112))
     assert torch.equal(out.embedding, out.plain) and out.quality is None and out.attention is None
+
+
+def test_pam_starts_as_identity_and_learns_its_gate():
+    pam = PAM(16)
+    fmap = torch.randn(2, 16, 7, 7)
+    attended, _ = pam(fmap)
+    assert torch.equal(attended, fmap)
+    attended.pow(2).sum().backward()
+    assert pam.gate.grad is not None and pam.gate.grad.abs().item() > 0

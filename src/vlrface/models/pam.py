@@ -23,6 +23,9 @@ class PAM(nn.Module):
             nn.Conv2d(hidden, channels, 1, bias=False),
         )
         self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        # Residual gate, zero at init (as SAGAN's γ): PAM starts as the identity, so a
+        # pretrained backbone's embedding is unchanged until training opens the gate.
+        self.gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         avg = self.channel_mlp(fmap.mean(dim=(2, 3), keepdim=True))
@@ -30,5 +33,4 @@ class PAM(nn.Module):
         x = fmap * torch.sigmoid(avg + mx)
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         attn = torch.sigmoid(self.spatial(pooled))
-        # Residual form keeps the pretrained embedding reachable at init (attn≈0.5 → 1.5×).
-        return fmap + x * attn, attn
+        return fmap + self.gate * x * attn, attn
