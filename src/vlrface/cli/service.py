@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import typer
-from tqdm import tqdm
+from rich.progress import track
 
 from ..data.readers import IMAGE_EXTS, SkipReport, read_image, read_image_folder
 from ..errors import UserError
@@ -49,7 +49,7 @@ def _encode_files(service, files: list[Path], skips: SkipReport, chunk: int = 25
     from ..serve.app import NoFaceError
 
     embs, quals, keep = [], [], []
-    for start in tqdm(range(0, len(files), chunk), desc="embedding", unit="chunk", disable=len(files) <= chunk):
+    for start in track(range(0, len(files), chunk), description="embedding", transient=True, disable=len(files) <= chunk):
         faces = []
         for i in range(start, min(start + chunk, len(files))):
             img = read_image(files[i], skips)

@@ -1,0 +1,169 @@
+"""Issue #6 comparison: SFace off the shelf vs SFace fine-tuned with ArcFace vs with RI.
+
+    python benchmarks/lfw_sface.py prepare --lfw ../shared/data/lfw --att ../shared/data/att_faces --out .gpudata
+    python benchmarks/lfw_sface.py run --data .gpudata --out runs/lfw-sface --seeds 0 1 2 [key=value ...]
+
+``prepare`` writes what a GPU machine needs (it cannot see ../shared): the
+lfw-vlr *training* people with ≥ 2 images as 112×112 ``lfw`` crops (JPEG q95,
+``train/ID/*.jpg``), the lfw-vlr *test* set as lossless crops in the
+``folders`` protocol layout (``lfw-test/gallery``, ``lfw-test/probe``: the
+same gallery/probe split and crop as the ``lfw-vlr`` protocol, so its figures
+equal ``--protocol lfw-vlr``), and ORL/AT&T as is. People with one image are
+left out of training: they add a class but no positive pair.
+
+``run`` trains, per seed, the ArcFace baseline and the full RI model from
+``configs/lfw-vlr-sface.yaml`` (same seed, steps and data), evaluates them,
+off-the-shelf SFace and raw pixels on lfw-vlr and att-vlr at HR/16/12/8 px,
+and writes ``results.json`` and ``results.md`` (mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+from vlrface.data.readers import lfw_vlr_split, read_image, read_image_folder, to_face
+from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
+from vlrface.eval.protocols import PROTOCOLS
+from vlrface.models import build_model
+from vlrface.models.backbones.sface import SFACE_PREPROCESSING
+from vlrface.train.checkpoint import load_model
+from vlrface.train.config import load_config
+from vlrface.train.trainer import Trainer
+
+SIZES = [None, 16, 12, 8]
+VARIANTS = {
+    "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
+    "ri": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
+}
+
+
+def write_face(path: Path, img, quality: int | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grey = cv2.cvtColor(to_face(img, "lfw"), cv2.COLOR_RGB2GRAY)  # this LFW copy is greyscale
+    cv2.imwrite(str(path), grey, [cv2.IMWRITE_JPEG_QUALITY, quality] if quality else [])
+
+
+def prepare(lfw: Path, att: Path, out: Path) -> None:
+    train_names, _ = lfw_vlr_split(lfw)
+    people = read_image_folder(lfw)
+    by_name: dict[str, list[Path]] = {}
+    for p, y in zip(people.paths, people.labels):
+        by_name.setdefault(people.names[y], []).append(p)
+    n = 0
+    for name in train_names:
+        files = sorted(by_name[name])
+        if len(files) >= 2:
+            for p in files:
+                write_face(out / "train" / name / f"{p.stem}.jpg", read_image(p), 95)
+                n += 1
+    proto = PROTOCOLS.build("lfw-vlr").load(lfw)
+    for kind, paths, ids in (("gallery", proto.gallery, proto.gallery_ids), ("probe", proto.probes, proto.probe_ids)):
+        for p, who in zip(paths, ids):
+            write_face(out / "lfw-test" / kind / who / f"{p.stem}.png", read_image(p), None)
+    shutil.copytree(att, out / "att", dirs_exist_ok=True)
+    print(f"prepared {n} training images, {len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}")
+
+
+def evaluate(embed, data: Path) -> dict:
+    sets = {"lfw-vlr": PROTOCOLS.build("folders").load(data / "lfw-test"), "att-vlr": PROTOCOLS.build("att-vlr").load(data / "att")}
+    out = {}
+    for name, proto in sets.items():
+        res = proto.run(embed, SIZES)
+        out[name] = {("hr" if s == "test" else s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
+                     for s, r in res.items()}
+    return out
+
+
+def run(data: Path, out: Path, seeds: list[int], overrides: list[str]) -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}}
+    with torch.inference_mode():
+        sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False}).to(device)
+        results["off-the-shelf"] = evaluate(ModelEmbedder(sface, SFACE_PREPROCESSING, device=device, progress=False), data)
+        results["raw-pixels"] = evaluate(RawPixelEmbedder(), data)
+    for seed in seeds:
+        for variant, switches in VARIANTS.items():
+            cfg = load_config("lfw-vlr-sface", [
+                f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / 'train'}",
+                "eval.protocols=[]", *switches, *overrides])
+            t0 = time.perf_counter()
+            trainer = Trainer(cfg, progress=False)
+            trainer.fit()
+            results["times_s"][f"{variant}-s{seed}"] = time.perf_counter() - t0
+            model, pre, _ = load_model(Path(cfg.out) / "model.pt", device)
+            with torch.inference_mode():
+                results.setdefault(variant, {})[seed] = evaluate(ModelEmbedder(model, pre, device=device, progress=False), data)
+            (out / "results.json").write_text(json.dumps(results, indent=1))
+            print(variant, seed, json.dumps(results[variant][seed]), flush=True)
+    (out / "results.md").write_text(table(results, seeds))
+
+
+def merge(folders: list[Path], out: Path) -> None:
+    """Combine per-seed runs (one process per seed, e.g. on one GPU) into one table."""
+    merged: dict = {"times_s": {}}
+    for f in folders:
+        r = json.loads((f / "results.json").read_text())
+        for k in ("off-the-shelf", "raw-pixels"):
+            merged[k] = r[k]
+        merged["times_s"].update(r["times_s"])
+        for variant in VARIANTS:
+            merged.setdefault(variant, {}).update({int(s): v for s, v in r.get(variant, {}).items()})
+    seeds = sorted({s for v in VARIANTS for s in merged.get(v, {})})
+    out.write_text(json.dumps(merged, indent=1))
+    out.with_suffix(".md").write_text(table(merged, seeds))
+    print(table(merged, seeds))
+
+
+def table(results: dict, seeds: list[int]) -> str:
+    lines = ["| model | set | " + " | ".join("HR" if s is None else f"{s}px" for s in SIZES) + " |",
+             "|---|---|" + "---|" * len(SIZES)]
+    keys = ["hr" if s is None else f"{s}px" for s in SIZES]
+    for model in ("raw-pixels", "off-the-shelf", "arcface", "ri"):
+        for set_name in ("lfw-vlr", "att-vlr"):
+            cells = []
+            for k in keys:
+                if model in ("raw-pixels", "off-the-shelf"):
+                    cells.append(f"{results[model][set_name][k]['rank1']:.3f}")
+                else:
+                    vals = [results[model][s][set_name][k]["rank1"] for s in seeds if s in results.get(model, {})]
+                    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                    cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
+            lines.append(f"| {model} | {set_name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--lfw", type=Path, required=True)
+    p.add_argument("--att", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--data", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("overrides", nargs="*")
+    m = sub.add_parser("merge")
+    m.add_argument("folders", type=Path, nargs="+")
+    m.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    if a.cmd == "prepare":
+        prepare(a.lfw, a.att, a.out)
+    elif a.cmd == "merge":
+        merge(a.folders, a.out)
+    else:
+        a.out.mkdir(parents=True, exist_ok=True)
+        run(a.data, a.out, a.seeds, a.overrides)
+
+
+if __name__ == "__main__":
+    main()
