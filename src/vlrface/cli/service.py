@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -16,29 +15,14 @@ import numpy as np
 import typer
 from rich.progress import track
 
-from ..data.readers import IMAGE_EXTS, SkipReport, read_image, read_image_folder
+from ..data.readers import SkipReport, read_image, read_image_folder
 from ..errors import UserError
 from ..serve.gallery import INDEXES, Gallery
+from ..serve.inputs import image_files
 from . import app
 
 _THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unknown' (tune it on your data).")
 _DEVICE = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …")
-
-
-def _image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """Files and folders (searched recursively) → ``(file, name relative to its input)``, in order."""
-    out: list[tuple[Path, Path]] = []
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
-        elif p.is_file():
-            out.append((p, Path(p.name)))
-        else:
-            raise UserError(f"input not found: {p}")
-    if not out:
-        raise UserError(f"no images ({', '.join(IMAGE_EXTS)}) in: {' '.join(map(str, inputs))}")
-    return out
 
 
 def _encode_files(service, files: list[Path], skips: SkipReport, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -103,7 +87,7 @@ def identify(
     if not probes and build is None:
         raise UserError("nothing to do: give --probe INPUT... (and/or --build FOLDER)")
     INDEXES.get(index)
-    files = _image_files(probes) if probes else []
+    files = image_files(probes) if probes else []
     service = FaceService(ckpt, gallery, align=align, index=index, device=device, rebuild=build is not None)
     if build is not None:
         _build_gallery(service, build)
@@ -173,7 +157,7 @@ def align(
     """Detect (YuNet) and align faces to the 112×112 arcface template."""
     from ..data.align import YuNetDetector
 
-    files = _image_files(inputs)
+    files = image_files(inputs)
     detector = YuNetDetector()
     skips, no_face, written = SkipReport(), [], 0
     for path, rel in files:
