@@ -39,7 +39,11 @@ class FaceModel(nn.Module):
         self.prm = PRM(self.embedding_size, prm_dropout) if prm else None
 
     def forward(self, x: torch.Tensor) -> FaceOutput:
-        fmap = self.backbone.forward_features(x)
+        return self.forward_fmap(self.backbone.forward_features(x))
+
+    def forward_fmap(self, fmap: torch.Tensor) -> FaceOutput:
+        """Everything after the backbone's last feature map (PAM, embedding, PRM), so a frozen
+        trunk's cached output can be fed in directly (``vlrface.train.trunk_cache``)."""
         plain = self.backbone.forward_head(fmap)
         attention = None
         if self.pam is not None:

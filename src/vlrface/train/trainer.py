@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -126,13 +126,32 @@ class Trainer:
 
     # ----------------------------------------------------------- building
     def initialise(self, init: str) -> None:
-        """Start from pretrained weights, then imprint the head from the training data."""
+        """Start from pretrained weights, then initialise the head (``model.init_head``).
+
+        ``imprint`` (default) fits new people; ``checkpoint`` keeps the init
+        checkpoint's trained class centres, for fine-tuning on the same people
+        it was trained on (it also skips the imprinting pass over the data).
+        """
+        how = self.cfg.model.init_head
+        if how not in ("imprint", "checkpoint") or (how == "checkpoint" and init == "sface"):
+            raise UserError(f"model.init_head={how!r}: choose imprint, or checkpoint with a checkpoint in model.init")
         if init != "sface":  # "sface": the backbone constructor already loaded them
             ckpt = load_checkpoint(init)
             missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
             if unexpected:
                 raise UserError(f"model.init={init}: weights do not fit model.backbone={self.cfg.model.backbone}")
+            if how == "checkpoint":
+                self.load_head_weight(ckpt, init)
+                return
         self.imprint_head()
+
+    def load_head_weight(self, ckpt: dict[str, Any], init: str) -> None:
+        weight = ckpt.get("objective", {}).get("head.weight")
+        head = self.objective.head
+        if isinstance(head, PartialFC) or weight is None or weight.shape != head.weight.shape:
+            raise UserError(f"model.init_head=checkpoint: {init} has no head for these {self.data.num_classes} "
+                            "classes (a different training set?); use model.init_head=imprint")
+        head.weight.data.copy_(weight)
 
     def imprint_head(self) -> int:
         bs = self.cfg.train.batch_size
@@ -201,6 +220,16 @@ class Trainer:
         ui = self.data.ui_images(self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1)
         self.objective.refresh(self.model, self.preprocessing.normalize(ui.to(self.device)))
 
+    def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Network input for a batch: HR/VLR mix degraded on the device, then normalised."""
+        images = random_vlr(images.to(self.device, non_blocking=True), self.cfg.data.vlr, gen)
+        x = self.preprocessing.normalize(images)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
+
+    def batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training stream, resumable at ``start_step``."""
+        return self.data.batches(batch_size, start_step=start_step)
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
         """One optimisation step; ``None`` when a non-finite loss made it skip."""
         cfg = self.cfg
@@ -208,10 +237,7 @@ class Trainer:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed + self.dist.rank)  # [distributed] distinct per rank
         images, labels = local_batch(images, labels, self.dist)  # [distributed] this rank's rows
-        images = random_vlr(images.to(self.device, non_blocking=True), cfg.data.vlr, gen)
-        x = self.preprocessing.normalize(images)
-        if cfg.train.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.batch_inputs(images, gen)
         labels = labels.to(self.device, non_blocking=True)
         lr = set_lr(self.optimizer, lr_factor(self.step, cfg.train.steps, cfg.schedule))
         self.model.train()
@@ -252,7 +278,7 @@ class Trainer:
         cfg = self.cfg.train
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         ri_on = self.cfg.ri.enabled
-        batches = self.data.batches(cfg.batch_size, start_step=self.step)
+        batches = self.batches(cfg.batch_size, self.step)
         columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
         progress = Progress(*columns, disable=not (self.show_progress and self.dist.is_main), transient=False)
