@@ -62,6 +62,7 @@ class ModelConfig:
     prm: bool = True
     prm_dropout: float = 0.5
     init: str | None = None  # checkpoint path to start from, or "sface"
+    init_head: str = "imprint"  # imprint (new people) | checkpoint (same people as the init checkpoint)
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
