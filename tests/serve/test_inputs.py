@@ -31,3 +31,30 @@ def test_files_folders_and_lists_in_order(tmp_path):
 def test_user_mistakes(tmp_path, make, message):
     with pytest.raises(UserError, match=message):
         image_files([make(tmp_path)])
+
+
+def test_read_faces_chunks_and_reports_unreadable_and_faceless(tmp_path):
+    import cv2
+    import numpy as np
+
+    from vlrface.data.readers import SkipReport
+    from vlrface.serve.app import NoFaceError
+    from vlrface.serve.inputs import read_faces
+
+    files = []
+    for i, value in enumerate((10, 20, 30, 40)):
+        files.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(files[-1]), np.full((4, 4, 3), value, np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    files.insert(1, tmp_path / "bad.png")
+
+    def face(img):  # "no face" in the image of value 30
+        if img[0, 0, 0] == 30:
+            raise NoFaceError("no face found in the image")
+        return img[:2, :2]
+
+    skips = SkipReport()
+    chunks = list(read_faces(files, face, skips, chunk=2))
+    assert [keep for keep, _ in chunks] == [[0], [2], [4]]  # positions in files, chunks of 2 files
+    assert [int(c[0][0, 0, 0]) for _, c in chunks] == [10, 20, 40] and chunks[0][1][0].shape == (2, 2, 3)
+    assert [(p.rsplit("/", 1)[-1], r) for p, r in skips.skipped] == [("bad.png", "not a decodable image"), ("2.png", "no face found")]

@@ -14,10 +14,13 @@ so a stale list is reported image by image instead of stopping a long run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..data.readers import IMAGE_EXTS
+import numpy as np
+from rich.progress import track
+
+from ..data.readers import IMAGE_EXTS, SkipReport, read_image
 from ..errors import UserError
 
 LIST_EXTS = (".txt",)
@@ -62,3 +65,30 @@ def image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
             f"no images ({', '.join(IMAGE_EXTS)}) in: {' '.join(map(str, inputs))} (a file list is a .txt with one path a line)"
         )
     return out
+
+
+def read_faces(
+    files: list[Path], face: Callable[[np.ndarray], np.ndarray], skips: SkipReport, chunk: int = 256
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """Face crops of ``files`` in chunks: ``(positions in files, crops)`` per chunk.
+
+    ``face`` turns an RGB image into the network-sized crop (e.g.
+    :meth:`vlrface.serve.app.FaceService.face`) and raises
+    :class:`~vlrface.serve.app.NoFaceError` when aligning finds no face.
+    Unreadable files and faceless images go to ``skips`` with the reason;
+    chunking keeps a large input from being held in memory all at once.
+    """
+    from .app import NoFaceError  # the service module pulls in torch; keep listing inputs light
+
+    for start in track(range(0, len(files), chunk), description="reading", transient=True, disable=len(files) <= chunk):
+        keep, crops = [], []
+        for i in range(start, min(start + chunk, len(files))):
+            img = read_image(files[i], skips)
+            if img is None:
+                continue
+            try:
+                crops.append(face(img))
+                keep.append(i)
+            except NoFaceError:
+                skips.add(files[i], "no face found")
+        yield keep, crops
