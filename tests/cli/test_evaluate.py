@@ -70,3 +70,22 @@ def test_eval_user_errors_exit_2_with_one_line(setup, capsys, bad):
     assert run(["eval", "--protocol", proto, "--data", str(data), "--ckpt", str(ckpt), "--out", str(tmp / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vlrface: error:") and "\n" not in err and "Traceback" not in err
+
+
+def test_eval_open_set_with_the_nac_matcher(setup, capsys):
+    tmp, ckpt = setup
+    out = tmp / "nac"
+    argv = ["eval", "--protocol", "att-vlr-open", "--data", str(tmp / "att"), "--ckpt", str(ckpt), "--out", str(out),
+            "--probe-size", "8", "--matcher", "nac", "--nac-temperature", "0.5", "--no-baseline", "--no-cache"]
+    assert run(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["matcher"] == {"name": "nac", "k": 16, "temperature": 0.5}
+    r = m["results"]["model"]["8px"]
+    assert r["matcher"] == "nac" and r["n_gallery_identities"] == 14 and r["open_set"]["n_unmated"] == 6
+    assert "DIR@FAR=1e-2" in (out / "report.md").read_text() and "8px: rank-1" in capsys.readouterr().out
+
+
+def test_eval_nac_options_need_the_nac_matcher(setup, capsys):
+    tmp, ckpt = setup
+    argv = ["eval", "--protocol", "att-vlr", "--data", str(tmp / "att"), "--ckpt", str(ckpt), "--nac-k", "4"]
+    assert run(argv) == 2 and "--matcher nac" in capsys.readouterr().err

@@ -184,3 +184,29 @@ def test_edc_pauc_is_area_under_erc():
     scores, q = rng.normal(size=300) + gen, rng.random(300)
     r = np.linspace(0, 0.2, 101)
     assert M.edc_pauc(scores, gen, q, 0.1) == pytest.approx(np.trapezoid(M.erc(scores, gen, q, 0.1, r), r))
+
+
+def test_dir_at_far_brute_force():
+    rng = np.random.default_rng(11)
+    gids = np.arange(15)
+    pids = np.r_[rng.integers(0, 15, 50), np.arange(100, 130)]  # 50 mated, 30 non-mated
+    scores = np.round(rng.normal(size=(80, 15)), 1)
+    got = M.dir_at_far(scores, pids, gids, (0.5, 0.1, 0.0))
+    top_unmated = scores[50:].max(1)
+    for far, v in got.items():
+        cands = np.r_[np.unique(scores), np.inf]  # lowest accept-≥ threshold meeting the FAR
+        t = min(c for c in cands if np.mean(top_unmated >= c) <= far)
+        hits = [s[p] >= t and np.sum(s >= s[p]) == 1 for s, p in zip(scores[:50], pids[:50])]
+        assert v == pytest.approx(np.mean(hits)), far
+    assert got == M.tpir_at_fpir(scores, pids, gids, (0.5, 0.1, 0.0), rank=1)
+
+
+def test_scored_probe_stats_equals_the_full_matrix_in_any_chunking():
+    rng = np.random.default_rng(3)
+    scores, pids, gids = random_problem(rng)
+    emb = np.arange(len(pids))[:, None]  # row indices stand in for embeddings
+    full = M.probe_stats(scores, pids, gids)
+    for chunk in (1, 7, 100):
+        got = M.scored_probe_stats(lambda rows: scores[rows[:, 0]], emb, pids, gids, chunk)
+        for f in ("rank", "mate_score", "top_score"):
+            np.testing.assert_array_equal(getattr(got, f), getattr(full, f))

@@ -11,7 +11,8 @@ import pytest
 
 from vlrface.errors import UserError
 from vlrface.eval.embed import RawPixelEmbedder
-from vlrface.eval.protocols import PROTOCOLS
+from vlrface.eval.matchers import MATCHERS
+from vlrface.eval.protocols import PROTOCOLS, held_out_people
 
 raw = RawPixelEmbedder()
 
@@ -21,7 +22,7 @@ def load(name: str, root: Path):
 
 
 def test_registry_lists_every_protocol():
-    assert set(PROTOCOLS.names()) == {"att-vlr", "lfw-vlr", "tinyface", "scface", "survface-openset",
+    assert set(PROTOCOLS.names()) == {"att-vlr", "lfw-vlr", "att-vlr-open", "lfw-vlr-open", "tinyface", "scface", "survface-openset",
                                       "survface-verification", "lfw-pairs", "folders"}
 
 
@@ -36,6 +37,24 @@ def test_att_vlr(att_root):
     assert hr["verification"]["n_genuine"] == 40 and hr["verification"]["n_impostor"] == 40 * 19
     assert "open_set" not in hr
     assert list(proto.run(raw, [10])) == ["10px"]
+
+
+def test_att_vlr_open_holds_out_a_fixed_share_of_test_subjects(att_root):
+    proto = load("att-vlr-open", att_root)
+    closed = load("att-vlr", att_root)
+    out = held_out_people(closed.gallery_ids)
+    assert len(out) == 6 and out == held_out_people(closed.gallery_ids)  # round(0.3 · 20), seeded
+    assert out <= set(closed.gallery_ids) and not out & set(proto.gallery_ids)
+    assert len(proto.gallery) == 14 and proto.probes == closed.probes  # probes unchanged: 6 × 2 now unmated
+    res = proto.run(raw, [None], MATCHERS.build("nac"))
+    hr = res["hr"]
+    assert hr["n_mated"] == 28 and hr["open_set"]["n_unmated"] == 12 and hr["matcher"] == "nac"
+    assert set(hr["open_set"]["dir_at_far"]) == {0.1, 0.01} and hr["cmc"][1] == 1.0
+
+
+def test_pair_protocols_refuse_a_matcher(tmp_path, write_face):
+    with pytest.raises(UserError, match="no gallery"):
+        PROTOCOLS.build("lfw-pairs").run(raw, None, MATCHERS.build("cosine"))
 
 
 def test_att_vlr_wrong_layout(att_root):

@@ -1,4 +1,4 @@
-"""Face recognition metrics: identification (CMC, mAP, TPIR@FPIR), verification
+"""Face recognition metrics: identification (CMC, mAP, TPIR@FPIR, DIR@FAR), verification
 (ROC, TAR@FAR, EER) and quality (ERC / EDC).
 
 Conventions shared by every function:
@@ -23,7 +23,7 @@ Conventions shared by every function:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 RANKS = (1, 5, 10, 20)
 FARS = (0.3, 0.1, 0.01, 0.001)
 FPIRS = (0.3, 0.2, 0.1)
+DIR_FARS = (0.1, 0.01)
 CHUNK = 256  # probes per block in the chunked identification path
 
 
@@ -149,6 +150,28 @@ def embedding_probe_stats(
         np.matmul(pe[i : i + chunk], ge.T, out=s)
         parts.append(_stats_block(s, mates[i : i + chunk]))
     return ProbeStats.concat(parts) if parts else _stats_block(np.zeros((0, len(g)), np.float32), mates)
+
+
+def scored_probe_stats(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    probe_emb: np.ndarray,
+    probe_ids: Sequence[Hashable],
+    gallery_ids: Sequence[Hashable],
+    chunk: int = CHUNK,
+) -> ProbeStats:
+    """:class:`ProbeStats` from any scorer ``probe rows [c, D] → scores [c, G]``, ``chunk`` probes at a time.
+
+    For matchers whose scores are not a plain dot product (e.g. NAC); memory is
+    one ``chunk × G`` block, as in :func:`embedding_probe_stats`.
+    """
+    pe = np.asarray(probe_emb)
+    p, g = _encode_ids(probe_ids, gallery_ids)
+    if len(pe) != len(p):
+        raise ValueError("probe embeddings and ids differ in length")
+    mates = _mates_index(p, g)
+    parts = [_stats_block(np.asarray(score_fn(pe[i : i + chunk]), np.float64), mates[i : i + chunk])
+             for i in range(0, len(p), chunk)]
+    return ProbeStats.concat(parts) if parts else _stats_block(np.zeros((0, len(g))), mates)
 
 
 def cmc_from_stats(stats: ProbeStats, ranks: Sequence[int] = RANKS) -> dict[int, float]:
@@ -273,6 +296,28 @@ def tpir_from_stats(stats: ProbeStats, fpirs: Sequence[float] = FPIRS, rank: int
         hit = (stats.rank[mated] <= rank) & (stats.mate_score[mated] > u)
         out[float(f)] = float(hit.mean()) if hit.size else float("nan")
     return out
+
+
+def dir_from_stats(stats: ProbeStats, fars: Sequence[float] = DIR_FARS) -> dict[float, float]:
+    """Detection and identification rate: :func:`tpir_from_stats` at rank 1 (see :func:`dir_at_far`)."""
+    return tpir_from_stats(stats, fars, rank=1)
+
+
+def dir_at_far(
+    scores: np.ndarray,
+    probe_ids: Sequence[Hashable],
+    gallery_ids: Sequence[Hashable],
+    fars: Sequence[float] = DIR_FARS,
+) -> dict[float, float]:
+    """Share of mated probes identified at rank 1 *and* accepted, at each false-alarm rate.
+
+    The false-alarm rate is the share of non-mated probes whose top score is
+    accepted (``> u``, threshold as in the module doc); the denominator of DIR
+    is every mated probe. Equal to TPIR@FPIR with ``rank=1``.
+    Reference: Phillips, Grother & Micheals, Handbook of Face Recognition 2011
+    (open-set identification, DIR vs FAR); brute force in tests.
+    """
+    return dir_from_stats(probe_stats(scores, probe_ids, gallery_ids), fars)
 
 
 def tpir_at_fpir(

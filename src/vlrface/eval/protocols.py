@@ -6,6 +6,12 @@ missing) and ``run(embed_fn, probe_sizes)`` returns ``{setting: results}``,
 where a setting is one probe condition (``"hr"``, ``"16px"``, ``"d1"``,
 ``"test"`` …) and ``results`` is the dict built by :func:`identify` or
 :func:`verify`. The layouts accepted are documented in docs/evaluation.md.
+
+Gallery protocols take an optional :class:`~vlrface.eval.matchers.Matcher`:
+without one every gallery image is ranked by cosine (image level); with one
+the gallery is scored per identity by the matcher (``cosine``, ``nac``).
+The ``-open`` variants of att-vlr and lfw-vlr hold a fixed, seeded share of
+the test people out of the gallery, so their probes are non-mated.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from ..errors import UserError
 from ..registry import Registry
 from . import metrics as M
 from .embed import Embedded, EmbedFn, ImageSet
+from .matchers import Matcher
 
 PROTOCOLS: Registry["Protocol"] = Registry("protocol")
 CMC_RANKS = tuple(range(1, 21))
 ROC_FARS = tuple(float(f) for f in np.logspace(-4, 0, 33))
 MAX_PAIRS = 5_000_000  # all-pairs verification is reported when probes × gallery ≤ this
 VLR_SIZES: tuple[int | None, ...] = (None, 16, 12, 8)  # None = HR (un-degraded) probes
+OPEN_SET_FRACTION = 0.3  # share of test people held out of the gallery in the -open protocols
+OPEN_SET_SEED = 0
 
 
 # ------------------------------------------------------------ figures
@@ -58,19 +67,24 @@ def verify(scores: np.ndarray, is_genuine: np.ndarray, pair_quality: np.ndarray 
 
 
 def identify(gallery: Embedded, gallery_ids: Sequence[Hashable], probes: Embedded, probe_ids: Sequence[Hashable],
-             max_pairs: int = MAX_PAIRS) -> dict:
-    """Closed-set CMC + mAP, open-set TPIR20@FPIR when some probes are unmated, and
-    all probe×gallery pairs as verification (+ ERC with quality) when there are ≤ ``max_pairs``."""
-    stats = M.embedding_probe_stats(probes.emb, probe_ids, gallery.emb, gallery_ids)
-    out: dict = {
-        "n_gallery": len(gallery_ids),
-        "n_probes": len(probe_ids),
-        "n_mated": int(stats.mated.sum()),
-        "cmc": M.cmc_from_stats(stats, CMC_RANKS),
-        "map": M.map_from_stats(stats),
-    }
+             max_pairs: int = MAX_PAIRS, matcher: Matcher | None = None) -> dict:
+    """Closed-set CMC + mAP, open-set TPIR20@FPIR and DIR@FAR when some probes are unmated, and
+    all probe×gallery pairs as verification (+ ERC with quality) when there are ≤ ``max_pairs``.
+
+    With a ``matcher`` the identification figures rank gallery identities by
+    its scores; verification pairs stay plain image cosines.
+    """
+    out: dict = {"n_gallery": len(gallery_ids), "n_probes": len(probe_ids)}
+    if matcher is None:
+        stats = M.embedding_probe_stats(probes.emb, probe_ids, gallery.emb, gallery_ids)
+    else:
+        fitted = matcher.fit(gallery.emb, gallery_ids)
+        stats = M.scored_probe_stats(fitted.scores, probes.emb, probe_ids, fitted.identities)
+        out |= {"matcher": fitted.name, "n_gallery_identities": len(fitted.identities)}
+    out |= {"n_mated": int(stats.mated.sum()), "cmc": M.cmc_from_stats(stats, CMC_RANKS), "map": M.map_from_stats(stats)}
     if not stats.mated.all():
-        out["open_set"] = {"rank": 20, "n_unmated": int((~stats.mated).sum()), "tpir_at_fpir": M.tpir_from_stats(stats, M.FPIRS, 20)}
+        out["open_set"] = {"rank": 20, "n_unmated": int((~stats.mated).sum()), "tpir_at_fpir": M.tpir_from_stats(stats, M.FPIRS, 20),
+                           "dir_at_far": M.dir_from_stats(stats, M.DIR_FARS)}
     if len(probe_ids) * len(gallery_ids) <= max_pairs:
         genuine = M.same_identity(probe_ids, gallery_ids)
         q = None
@@ -136,7 +150,8 @@ class Protocol(ABC):
     def load(self, root: str | Path) -> "Protocol": ...
 
     @abstractmethod
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None) -> dict[str, dict]: ...
+    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
+            matcher: Matcher | None = None) -> dict[str, dict]: ...
 
     def _root(self, root: str | Path) -> Path:
         root = Path(root)
@@ -163,14 +178,39 @@ class GalleryProbeProtocol(Protocol):
             return name
         return setting_name(size) if name == "test" else f"{name}@{setting_name(size)}"
 
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None) -> dict[str, dict]:
+    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
+            matcher: Matcher | None = None) -> dict[str, dict]:
         gallery = embed_fn(ImageSet(tuple(self.gallery), self.crop))
         sizes = tuple(probe_sizes) if probe_sizes else self.default_sizes
         out = {}
         for name, (paths, ids) in self.probe_sets().items():
             for size in sizes:
-                out[self._setting(name, size)] = identify(gallery, self.gallery_ids, embed_fn(ImageSet(tuple(paths), self.crop, size)), ids)
+                probes = embed_fn(ImageSet(tuple(paths), self.crop, size))
+                out[self._setting(name, size)] = identify(gallery, self.gallery_ids, probes, ids, matcher=matcher)
         return out
+
+
+def held_out_people(people: Sequence[Hashable], fraction: float = OPEN_SET_FRACTION, seed: int = OPEN_SET_SEED) -> set:
+    """The seeded choice of ``round(fraction · n)`` people (of the sorted distinct names) left out of the gallery."""
+    names = sorted(set(people))
+    chosen = np.random.default_rng(seed).choice(len(names), round(fraction * len(names)), replace=False)
+    return {names[i] for i in chosen}
+
+
+class OpenSetSplit(GalleryProbeProtocol):
+    """Mixin for an ``-open`` variant: the held-out test people lose their gallery image; their probes stay, non-mated.
+
+    Only test people are involved (training people are never touched), and
+    the choice depends on the names alone, so every model sees the same split.
+    """
+
+    def load(self, root: str | Path) -> "OpenSetSplit":
+        super().load(root)
+        out = held_out_people(self.gallery_ids)
+        keep = [i for i, who in enumerate(self.gallery_ids) if who not in out]
+        self.gallery = [self.gallery[i] for i in keep]
+        self.gallery_ids = [self.gallery_ids[i] for i in keep]
+        return self
 
 
 @PROTOCOLS.register("att-vlr")
@@ -222,6 +262,20 @@ class LfwVLR(GalleryProbeProtocol):
         if not self.gallery:
             raise UserError(f"{root}: no person has ≥ 5 images; lfw-vlr needs LFW's Name/Name_NNNN.jpg layout")
         return self
+
+
+@PROTOCOLS.register("att-vlr-open")
+class AttVLROpen(OpenSetSplit, AttVLR):
+    name = "att-vlr-open"
+    description = (f"att-vlr with {OPEN_SET_FRACTION:.0%} of the test subjects (seeded choice) out of the gallery: "
+                   "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px")
+
+
+@PROTOCOLS.register("lfw-vlr-open")
+class LfwVLROpen(OpenSetSplit, LfwVLR):
+    name = "lfw-vlr-open"
+    description = (f"lfw-vlr with {OPEN_SET_FRACTION:.0%} of the test people (seeded choice) out of the gallery: "
+                   "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px")
 
 
 @PROTOCOLS.register("tinyface")
@@ -318,7 +372,10 @@ class PairProtocol(Protocol):
     pairs_b: list[Path]
     genuine: np.ndarray
 
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None) -> dict[str, dict]:
+    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
+            matcher: Matcher | None = None) -> dict[str, dict]:
+        if matcher is not None:
+            raise UserError(f"{self.name} scores pairs, it has no gallery: --matcher applies to identification protocols")
         a = embed_fn(ImageSet(tuple(self.pairs_a), self.crop))
         out = {}
         for size in tuple(probe_sizes) if probe_sizes else (None,):

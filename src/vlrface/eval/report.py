@@ -86,12 +86,20 @@ COLUMNS = [
     ("rank-20 %", ("cmc", 20), 100),
     ("mAP %", ("map",), 100),
     ("TPIR20@FPIR=0.1 %", ("open_set", "tpir_at_fpir", 0.1), 100),
+    ("DIR@FAR=1e-2 %", ("open_set", "dir_at_far", 0.01), 100),
     ("TAR@FAR=1e-2 %", ("verification", "tar_at_far", 0.01), 100),
     ("TAR@FAR=1e-3 %", ("verification", "tar_at_far", 0.001), 100),
     ("EER %", ("verification", "eer"), 100),
     ("AUC", ("verification", "auc"), 1),
     ("EDC pAUC@20%", ("verification", "erc", "pauc_20"), 1),
 ]
+
+
+def _matcher_line(matcher: dict | None) -> str:
+    if not matcher:
+        return "every gallery image ranked by cosine."
+    params = ", ".join(f"{k}={v}" for k, v in matcher.items() if k != "name")
+    return f"`{matcher['name']}`" + (f" ({params})" if params else "") + ", gallery scored per identity (docs/nac.md)."
 
 
 def write_eval_report(metrics: dict, out: str | Path) -> list[Path]:
@@ -122,6 +130,7 @@ def write_eval_report(metrics: dict, out: str | Path) -> list[Path]:
         "**Baseline:** raw-pixel matching (grey 32×32, mean-removed, cosine) on the same images; "
         "a model must beat it to be worth its compute at 8–12 px.\n",
         f"Unreadable images: {metrics['skipped_images']} (counted as failures).\n",
+        f"**Matcher:** {_matcher_line(metrics.get('matcher'))}\n",
         table,
         *(f"![{p.stem}]({p.name})\n" for p in written),
     ]

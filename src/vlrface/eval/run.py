@@ -17,6 +17,7 @@ from ..data.readers import SkipReport
 from ..errors import UserError
 from ..train.checkpoint import load_model
 from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
+from .matchers import MATCHERS
 from .protocols import PROTOCOLS
 from .report import write_eval_report
 
@@ -40,8 +41,16 @@ def evaluate(
     cache_dir: str | Path | None = None,
     baseline: bool = True,
     progress: bool = True,
+    matcher: str | None = None,
+    matcher_params: dict | None = None,
 ) -> dict:
-    """Run ``protocol`` on ``data`` with the checkpoint (and the raw-pixel baseline); write the report."""
+    """Run ``protocol`` on ``data`` with the checkpoint (and the raw-pixel baseline); write the report.
+
+    ``matcher`` (a :data:`~vlrface.eval.matchers.MATCHERS` name) scores the
+    gallery per identity; None ranks every gallery image by cosine.
+    """
+    match = None if matcher is None else MATCHERS.build(matcher, **(matcher_params or {}))
+    match_meta = None if match is None else {"name": matcher, **vars(match)}  # its parameters, before fitting
     proto = PROTOCOLS.build(protocol).load(data)  # validate the layout before loading any weights
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -53,7 +62,7 @@ def evaluate(
     if baseline:
         embedders["raw-pixel"] = RawPixelEmbedder(progress=progress, skips=SkipReport())  # same files: count once
     with torch.inference_mode():
-        results = {name: proto.run(fn, probe_sizes) for name, fn in embedders.items()}
+        results = {name: proto.run(fn, probe_sizes, match) for name, fn in embedders.items()}
     skips.print_summary()
     metrics = {
         "schema": SCHEMA,
@@ -62,6 +71,7 @@ def evaluate(
         "data": str(Path(data).resolve()),
         "checkpoint": str(Path(ckpt).resolve()),
         "flip": flip,
+        "matcher": match_meta,
         "probe_sizes": list(probe_sizes) if probe_sizes else None,
         "skipped_images": len({p for p, _ in skips.skipped}),
         "results": results,
