@@ -84,6 +84,18 @@ def test_init_from_checkpoint_imprints_head(tmp_path):
     assert float(cos_own.detach().mean()) > 0.5
 
 
+def test_init_head_from_checkpoint_keeps_trained_centres(tmp_path):
+    Trainer(tiny(tmp_path, "pre", "model.pam=false", "model.prm=false", "ri.enabled=false"), progress=False).fit()
+    init = f"model.init={tmp_path / 'pre' / 'model.pt'}"
+    t = Trainer(tiny(tmp_path, "ft", init, "model.init_head=checkpoint"), progress=False)
+    saved = load_checkpoint(tmp_path / "pre" / "model.pt")["objective"]["head.weight"]
+    assert torch.equal(t.objective.head.weight.detach(), saved)
+    with pytest.raises(UserError, match="no head for these 7 classes"):  # other people: imprint instead
+        Trainer(tiny(tmp_path, "ft7", init, "model.init_head=checkpoint", "data.num_identities=7"), progress=False)
+    with pytest.raises(UserError, match="model.init_head='copy'"):
+        Trainer(tiny(tmp_path, "ftx", init, "model.init_head=copy"), progress=False)
+
+
 def test_resume_with_another_model_is_refused(tmp_path):
     Trainer(tiny(tmp_path, "r"), progress=False).fit(stop_at=1)
     with pytest.raises(UserError, match="different model config"):
