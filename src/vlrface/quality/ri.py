@@ -1,0 +1,27 @@
+"""RI: the Recognizability Index predicted by the PRM, ``ξ̂ = PRM(v_a)`` (Chai et al., the paper this repo implements).
+
+Label-free at inference; needs a model trained with a PRM (``model.prm: true``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UserError
+from ..models.face_model import FaceModel
+from . import SCORERS
+from .base import EmbeddingScorer
+
+
+@SCORERS.register("ri")
+class RIScorer(EmbeddingScorer):
+    name = "ri"
+
+    def __init__(self, model: FaceModel) -> None:
+        if model.prm is None:
+            raise UserError("the ri scorer needs a model with a PRM, and this one was trained without (model.prm: false); "
+                            "choose another scorer such as norm or serfiq")
+        super().__init__(model)
+
+    def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.model.prm(embeddings)  # eval mode: the PRM's dropout is off
