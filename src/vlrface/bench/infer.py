@@ -1,8 +1,8 @@
 """CPU inference throughput at 112×112: PyTorch eager vs ONNX Runtime, batch 1 and 32.
 
 The deployed graph is the full :class:`FaceModel` (PAM + PRM: embedding and
-quality), exported with ``torch.onnx`` inside the run (``vlrface.serve.export``
-when present, otherwise the legacy TorchScript exporter). Timing: repeated
+quality), exported inside the run by :func:`vlrface.serve.export.export_onnx`,
+the same code as ``vlrface export``. Timing: repeated
 calls for ``seconds`` after a warm-up, median per call → img/s.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..models import build_model
+from ..serve.export import export_onnx
 
 
 def _median_call(fn: Callable[[], object], seconds: float) -> float:
@@ -30,25 +31,6 @@ def _median_call(fn: Callable[[], object], seconds: float) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-class _Deployed(torch.nn.Module):
-    """What a service runs: normalised embedding and the PRM quality."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(x)
-        return torch.nn.functional.normalize(out.embedding, dim=1), out.quality
-
-
-def export_onnx(model: torch.nn.Module, path: Path) -> None:
-    x = torch.zeros(1, 3, 112, 112)
-    torch.onnx.export(_Deployed(model).eval(), (x,), str(path), input_names=["input"],
-                      output_names=["embedding", "quality"], dynamic_axes={"input": {0: "batch"}},
-                      opset_version=17, dynamo=False)
 
 
 def run(models: list[str], batch_sizes: tuple[int, ...] = (1, 32), seconds: float = 3.0) -> list[dict]:
@@ -69,7 +51,7 @@ def run(models: list[str], batch_sizes: tuple[int, ...] = (1, 32), seconds: floa
             x = torch.rand(b, 3, 112, 112) * 2 - 1
             with torch.inference_mode():
                 eager = _median_call(lambda: model(x), seconds)
-                ref = torch.nn.functional.normalize(model(x).embedding, dim=1).numpy()
+                ref = model.infer(x)[0].numpy()
             feed = {"input": x.numpy()}
             onnx = _median_call(lambda: sess.run(None, feed), seconds)
             diff = float(np.abs(sess.run(None, feed)[0] - ref).max())

@@ -11,9 +11,7 @@ import math
 from pathlib import Path
 
 import cv2
-import numpy as np
 import typer
-from rich.progress import track
 
 from ..data.readers import SkipReport, read_image, read_image_folder
 from ..errors import UserError
@@ -25,35 +23,10 @@ _THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unk
 _DEVICE = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …")
 
 
-def _encode_files(service, files: list[Path], skips: SkipReport, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Embeddings and quality of the readable images with a face, and their positions in ``files``.
-
-    Streams in chunks so a large gallery never holds all its images in memory.
-    """
-    from ..serve.app import NoFaceError
-
-    embs, quals, keep = [], [], []
-    for start in track(range(0, len(files), chunk), description="embedding", transient=True, disable=len(files) <= chunk):
-        faces = []
-        for i in range(start, min(start + chunk, len(files))):
-            img = read_image(files[i], skips)
-            if img is None:
-                continue
-            try:
-                faces.append(service.face(img))
-                keep.append(i)
-            except NoFaceError:
-                skips.add(files[i], "no face found")
-        e, q = service.encode(faces)
-        embs.append(e)
-        quals.append(q)
-    return np.concatenate(embs), np.concatenate(quals), keep
-
-
 def _build_gallery(service, folder: Path) -> None:
     images = read_image_folder(folder)
     skips = SkipReport()
-    emb, q, keep = _encode_files(service, images.paths, skips)
+    emb, q, keep = service.encode_files(images.paths, skips)
     if not keep:
         raise UserError(f"no usable gallery image in {folder}: {skips.summary()}")
     service.gallery.add(emb, [images.names[images.labels[i]] for i in keep], q)
@@ -96,7 +69,7 @@ def identify(
     if not len(service.gallery):
         raise UserError(f"gallery {gallery} is empty")
     skips = SkipReport()
-    emb, q, keep = _encode_files(service, [f for f, _ in files], skips)
+    emb, q, keep = service.encode_files([f for f, _ in files], skips)
     results = service.gallery.identify(emb, top, threshold, q, quality_threshold)
     rows = [{"probe": str(files[i][0]), **r.to_dict()} for i, r in zip(keep, results)]
     if as_json:

@@ -134,9 +134,8 @@ class EmbeddingCache:
 class ModelEmbedder:
     """Batched ``FaceModel`` embeddings (+ PRM quality) with optional flip and cache.
 
-    With ``flip`` the raw embeddings of the image and its mirror are summed
-    before normalising (insightface's test-time augmentation) and the two
-    quality scores averaged. ``model_key`` names the weights in cache keys
+    ``flip`` is insightface's test-time augmentation (see
+    :meth:`~vlrface.models.FaceModel.infer`). ``model_key`` names the weights in cache keys
     (see :func:`file_key` for a checkpoint file).
     """
 
@@ -161,13 +160,8 @@ class ModelEmbedder:
 
     @torch.inference_mode()
     def _forward(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.model(self.pre.normalize(x01.to(self.device)))
-        emb, q = out.embedding.float(), out.quality
-        if self.flip:
-            out_f = self.model(self.pre.normalize(x01.flip(3).to(self.device)))
-            emb = emb + out_f.embedding.float()
-            q = None if q is None else (q + out_f.quality) / 2
-        return F.normalize(emb, dim=1).cpu(), None if q is None else q.float().reshape(-1).cpu()
+        emb, q = self.model.infer(self.pre.normalize(x01.to(self.device)), self.flip)
+        return emb.cpu(), None if q is None else q.cpu()
 
     def _extract(self, images: ImageSet) -> Embedded:
         emb, qual = None, None

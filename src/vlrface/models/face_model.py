@@ -59,6 +59,23 @@ class FaceModel(nn.Module):
         """L2-normalised final embeddings (inference)."""
         return F.normalize(self(x).embedding.float(), dim=1)
 
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What every deployment returns: L2-normalised embeddings ``[B,D]`` and PRM quality ``[B]`` (or None).
+
+        ``flip`` is insightface's test-time augmentation: the raw embeddings of
+        the image and its mirror are summed before normalising, the two quality
+        scores averaged. One definition shared by evaluation, the service and
+        the ONNX graph, so all three give the same numbers.
+        """
+        out = self(x)
+        emb, q = out.embedding.float(), out.quality
+        if flip:
+            mirrored = self(x.flip(3))
+            emb = emb + mirrored.embedding.float()
+            q = None if q is None else (q + mirrored.quality) / 2
+        return F.normalize(emb, dim=1), None if q is None else q.float().reshape(-1)
+
 
 def build_model(cfg: dict[str, Any]) -> FaceModel:
     """Build from the ``model:`` section of a config (see ``vlrface.train.config``)."""

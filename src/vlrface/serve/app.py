@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import torch
+from rich.progress import track
 
 from ..data.align import YuNetDetector
+from ..data.readers import SkipReport, read_image
 from ..errors import UserError
 from ..train.checkpoint import load_model
 from .gallery import Gallery, Identification
@@ -61,10 +63,12 @@ class FaceService:
         index: str = "flat",
         device: str = "cpu",
         rebuild: bool = False,
+        flip: bool = False,
     ) -> None:
-        """``rebuild=True`` starts an empty gallery that replaces the saved one at the next save."""
+        """``rebuild=True`` starts an empty gallery that replaces the saved one at the next save;
+        ``flip`` adds the mirrored image's embedding (see :meth:`FaceModel.infer`)."""
         self.model, self.preprocessing, _ = load_model(ckpt, device)
-        self.device = device
+        self.device, self.flip = device, flip
         self.checkpoint = checkpoint_hash(ckpt)
         self.gallery_dir = Path(gallery_dir) if gallery_dir else None
         if self.gallery_dir and Gallery.exists(self.gallery_dir) and not rebuild:
@@ -92,13 +96,37 @@ class FaceService:
         embs, quals = [], []
         with self.lock, torch.inference_mode():
             for i in range(0, len(faces), BATCH):
-                x = self.preprocessing.to_tensor(faces[i : i + BATCH]).to(self.device)
-                out = self.model(x)
-                embs.append(torch.nn.functional.normalize(out.embedding.float(), dim=1).cpu().numpy())
-                q = out.quality.float().cpu().numpy() if out.quality is not None else np.full(len(x), np.nan)
-                quals.append(q.reshape(-1))
+                e, q = self.model.infer(self.preprocessing.to_tensor(faces[i : i + BATCH]).to(self.device), self.flip)
+                embs.append(e.cpu().numpy())
+                quals.append(q.cpu().numpy() if q is not None else np.full(len(e), np.nan, np.float32))
         d = self.model.embedding_size
         return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0))
+
+    def encode_files(self, files: list[Path], skips: SkipReport, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Embeddings and quality of the readable images with a face, and their positions in ``files``.
+
+        Unreadable files and (aligning) images without a face go to ``skips``
+        with the reason. Streams in chunks so a large input never holds all
+        its images in memory.
+        """
+        embs, quals, keep = [], [], []
+        starts = range(0, len(files), chunk)
+        for start in track(starts, description="embedding", transient=True, disable=len(files) <= chunk):
+            faces = []
+            for i in range(start, min(start + chunk, len(files))):
+                img = read_image(files[i], skips)
+                if img is None:
+                    continue
+                try:
+                    faces.append(self.face(img))
+                    keep.append(i)
+                except NoFaceError:
+                    skips.add(files[i], "no face found")
+            e, q = self.encode(faces)
+            embs.append(e)
+            quals.append(q)
+        d = self.model.embedding_size
+        return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0)), keep
 
     def identify(
         self, faces: list[np.ndarray], k: int = 5, threshold: float = 0.3, quality_threshold: float | None = None

@@ -241,7 +241,7 @@ class Gallery:
             _write(tmp / "ids.json", lambda f: f.write(json.dumps(self.ids).encode()))
             _write(tmp / "index.faiss", lambda f: f.write(faiss.serialize_index(self._index).tobytes()))
             os.replace(tmp, directory / snap)
-            _atomic_write(directory / META, lambda f: f.write(json.dumps({**self.meta(), "snapshot": snap}, indent=1).encode()))
+            atomic_write(directory / META, lambda f: f.write(json.dumps({**self.meta(), "snapshot": snap}, indent=1).encode()))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -286,7 +286,7 @@ def _write(path: Path, write: Callable[[Any], Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+def atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
     """Write to a temp file in the same folder, fsync, then ``os.replace``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
