@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlrface.data.degrade import INTERPOLATIONS, degrade, gaussian_blur, jpeg, make_ui, random_vlr
+from vlrface.data.degrade import (INTERPOLATIONS, blur_matrices, degrade, gaussian_blur, jpeg, make_ui, random_vlr,
+                                  resize_matrix)
 from vlrface.data.synth import SynthFaces
 from vlrface.train.config import VLRConfig
 
@@ -53,6 +54,84 @@ def test_per_sample_sizes_match_separate_calls(faces):
     for s in (8, 16, 32):
         idx = torch.nonzero(sizes == s).flatten()
         torch.testing.assert_close(out[idx], degrade(faces[idx], s, "area"))
+
+
+def reference_down(x: torch.Tensor, s: int, interp: str) -> torch.Tensor:
+    if interp == "area":
+        return F.adaptive_avg_pool2d(x, s)
+    return F.interpolate(x, size=(s, s), mode=interp, align_corners=False, antialias=True)
+
+
+def reference(x: torch.Tensor, size: int, interp: str, sigma: float = 0.0, noise: float = 0.0,
+              eps: torch.Tensor | None = None, out_size: int = 112) -> torch.Tensor:
+    """One sample at a time, with the 2-D ops the per-group implementation ran (independent of the matrices)."""
+    lr = reference_down(x, size, interp)
+    if sigma > 0:  # separable Gaussian, OpenCV's kernel, replicate borders
+        r = max(int(np.ceil(3 * sigma)), 1)
+        k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / sigma) ** 2)
+        k = (k / k.sum()).repeat(x.shape[1], 1)
+        lr = F.conv2d(F.pad(lr, (r, r, 0, 0), mode="replicate"), k[:, None, None, :], groups=x.shape[1])
+        lr = F.conv2d(F.pad(lr, (0, 0, r, r), mode="replicate"), k[:, None, :, None], groups=x.shape[1])
+    if eps is not None:
+        lr = lr + noise * eps[:, :, :size, :size]
+    lr = lr.clamp(0, 1)
+    return F.interpolate(lr, size=(out_size, out_size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@pytest.mark.parametrize("interp", INTERPOLATIONS)
+def test_resize_matrix_equals_the_2d_op(interp):
+    x = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    for s in (3, 8, 17, 32):
+        m = resize_matrix(112, s, interp)
+        assert m.shape == (s, 112)
+        torch.testing.assert_close(m @ x @ m.T, reference_down(x, s, interp), atol=1e-5, rtol=0)
+        torch.testing.assert_close(m.sum(1), torch.ones(s), atol=1e-6, rtol=0)  # weights keep brightness
+
+
+@pytest.mark.parametrize("interp", INTERPOLATIONS)
+def test_batched_equals_per_sample_reference(faces, interp):
+    x = faces.repeat(2, 1, 1, 1)  # 12 images
+    sizes = torch.tensor([8, 16, 5, 32, 11, 8, 2, 24, 16, 31, 9, 13])
+    sigma = torch.tensor([0, 0.3, 1.0, 0, 0.7, 0.45, 0, 0.9, 0, 0.31, 0.66, 0])
+    noise = torch.linspace(0, 0.1, 12)
+    out = degrade(x, sizes, interp, sigma, noise, generator=torch.Generator().manual_seed(5), out_size=96)
+    eps = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(5))  # the draw documented by degrade
+    for i in range(12):
+        ref = reference(x[i: i + 1], int(sizes[i]), interp, float(sigma[i]), float(noise[i]), eps[i: i + 1], 96)
+        torch.testing.assert_close(out[i: i + 1], ref, atol=1e-5, rtol=0)
+
+
+def test_mixed_interpolations_in_one_call(faces):
+    x = faces.repeat(2, 1, 1, 1)
+    modes = [INTERPOLATIONS[i % 3] for i in range(12)]
+    sizes = torch.arange(12) + 6
+    out = degrade(x.double(), sizes, modes, blur_sigma=0.5)
+    assert out.dtype == torch.float64
+    for i in range(12):
+        torch.testing.assert_close(out[i: i + 1], reference(x[i: i + 1].double(), int(sizes[i]), modes[i], 0.5),
+                                   atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="3 interpolations"):
+        degrade(x[:2], 8, modes[:3])
+    with pytest.raises(ValueError, match="≥ 1 px"):
+        degrade(x[:2], torch.tensor([0, 4]))
+
+
+def test_blur_matrix_by_hand():
+    # σ = 0.5, radius 2: weights ∝ exp(-k²/0.5) for k = -2..2; replicate borders fold the tails onto the edge
+    w = torch.exp(-torch.arange(-2, 3.0) ** 2 / 0.5)
+    w = w / w.sum()
+    m = blur_matrices(torch.tensor([0.5, 0.0]), torch.tensor([4, 3]), 5)
+    assert m.shape == (2, 5, 5)
+    torch.testing.assert_close(m[0, 0, :4], torch.stack([w[0] + w[1] + w[2], w[3], w[4], torch.tensor(0.0)]))
+    torch.testing.assert_close(m[0, 1, :4], torch.stack([w[0] + w[1], w[2], w[3], w[4]]))
+    assert torch.all(m[0, 4] == 0) and torch.all(m[0, :, 4] == 0)  # beyond the 4-px image: padding
+    torch.testing.assert_close(m[1], torch.diag(torch.tensor([1.0, 1, 1, 0, 0])))  # σ = 0: identity
+
+
+def test_random_vlr_equals_reference_when_all_degraded(faces):
+    cfg = VLRConfig(prob=1.0, min_size=12, max_size=12, interpolations=["bilinear"], blur_prob=0.0, noise_std=0.0)
+    out = random_vlr(faces, cfg, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, reference(faces, 12, "bilinear"), atol=1e-5, rtol=0)
 
 
 def test_smaller_size_removes_high_frequencies(faces):

@@ -7,6 +7,17 @@ integrates light, it does not point-sample), optionally blurred, noised and
 JPEG-compressed *at that low resolution*, then upsampled back to ``out_size``
 with bicubic interpolation so the network input keeps its shape.
 
+Why matrices: every resize here (``F.interpolate`` with antialias, adaptive
+average pooling, the bicubic upsampling) and the replicate-border Gaussian
+blur is separable and linear, so per sample it is ``M_i X M_iᵀ`` per channel.
+The 1-D weight matrices are read off by applying the very same ``F.interpolate``
+/ ``adaptive_avg_pool2d`` call to an identity matrix (cached per size, mode,
+device and dtype), zero-padded to the batch's largest size, and the whole
+batch — any mix of sizes, interpolations and blur strengths — is degraded with
+four batched matmuls. The earlier code ran one resize per (interpolation,
+size) group, up to ~75 small groups per batch, which cost 24–46 % of an H100
+training step (benchmarks/BENCHMARKS.md).
+
 All randomness comes from a CPU ``torch.Generator`` (draws are made on the CPU
 and moved), so results are identical on CPU and GPU runs for a given seed.
 JPEG is done per image with OpenCV on the CPU (a round trip through the host),
@@ -15,7 +26,8 @@ so leave it off (``jpeg_prob=0``) when GPU throughput matters.
 
 from __future__ import annotations
 
-import math
+import functools
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -28,6 +40,7 @@ INTERPOLATIONS = ("bicubic", "area", "bilinear")
 BLUR_SIGMA = (0.3, 1.0)  # random_vlr blur, in low-resolution pixels
 JPEG_QUALITY = (30, 90)  # random_vlr JPEG quality range
 UI_MIN_PX = 2
+_UP = "bicubic-up"  # the upsampling back to out_size: plain bicubic, no antialias
 
 
 def _per_sample(value: float | torch.Tensor, n: int) -> torch.Tensor:
@@ -35,27 +48,90 @@ def _per_sample(value: float | torch.Tensor, n: int) -> torch.Tensor:
         isinstance(value, torch.Tensor) and value.ndim == 1) else value.float().cpu()
 
 
-def _downsample(x: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
-    if interpolation == "area":
-        return F.adaptive_avg_pool2d(x, size)
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
-    return F.interpolate(x, size=(size, size), mode=interpolation, align_corners=False, antialias=True)
+def _mode_index(interpolation: str | Sequence[str], n: int) -> torch.Tensor:
+    """Per-sample index into :data:`INTERPOLATIONS` (CPU long ``[n]``)."""
+    names = [interpolation] * n if isinstance(interpolation, str) else list(interpolation)
+    if len(names) != n:
+        raise ValueError(f"{len(names)} interpolations for a batch of {n}")
+    bad = sorted(set(names) - set(INTERPOLATIONS))
+    if bad:
+        raise ValueError(f"unknown interpolation {bad[0]!r}; choose one of {', '.join(INTERPOLATIONS)}")
+    return torch.tensor([INTERPOLATIONS.index(m) for m in names], dtype=torch.long)
+
+
+def resize_matrix(n_in: int, n_out: int, mode: str) -> torch.Tensor:
+    """``[n_out, n_in]`` float32 weights of the 1-D resize that the 2-D op applies along each axis.
+
+    Read off the op itself (one axis kept at length 1, which every mode leaves
+    unchanged), so ``M X Mᵀ`` equals the op on ``X`` to float rounding.
+    """
+    eye = torch.eye(n_in).reshape(n_in, 1, 1, n_in)
+    if mode == "area":
+        y = F.adaptive_avg_pool2d(eye, (1, n_out))
+    elif mode == _UP:
+        y = F.interpolate(eye, size=(1, n_out), mode="bicubic", align_corners=False)
+    else:
+        y = F.interpolate(eye, size=(1, n_out), mode=mode, align_corners=False, antialias=True)
+    return y.reshape(n_in, n_out).T.contiguous()
+
+
+def _cap(n: int) -> int:
+    """Table width: the next power of two ≥ n (≥ 8), so a few tables serve every batch."""
+    return max(8, 1 << (n - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=16)
+def _down_table(n_in: int, cap: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[modes, cap+1, cap, n_in]``: entry ``[m, s]`` is the n_in → s matrix, zero rows below s."""
+    table = torch.zeros(len(INTERPOLATIONS), cap + 1, cap, n_in)
+    for m, mode in enumerate(INTERPOLATIONS):
+        for s in range(1, cap + 1):
+            table[m, s, :s] = resize_matrix(n_in, s, mode)
+    return table.to(device, dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _up_table(n_out: int, cap: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[cap+1, n_out, cap]``: entry ``[s]`` is the bicubic s → n_out matrix, zero columns beyond s."""
+    table = torch.zeros(cap + 1, n_out, cap)
+    for s in range(1, cap + 1):
+        table[s, :, :s] = resize_matrix(s, n_out, _UP)
+    return table.to(device, dtype)
+
+
+def blur_matrices(sigma: torch.Tensor, sizes: torch.Tensor, n: int, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[B, n, n]`` Gaussian blur along one axis of a ``sizes[i]``-px image, as a matrix.
+
+    Kernel truncated at ``max(ceil(3σ), 1)`` px and normalised (OpenCV's
+    ``GaussianBlur`` kernel), replicate borders; ``σ = 0`` is the identity.
+    Rows and columns beyond ``sizes[i]`` are zero (padding of a smaller image).
+    """
+    radius = torch.ceil(3 * sigma.float()).clamp_min(1).long()
+    r = int(radius.max())
+    t = torch.arange(-r, r + 1)
+    k = torch.exp(-0.5 * (t[None] / sigma.float().clamp_min(1e-3)[:, None]) ** 2) * (t.abs()[None] <= radius[:, None])
+    k = (k / k.sum(1, keepdim=True)).to(device, dtype)  # [B, K]
+    sizes = sizes.to(device)
+    p = torch.arange(n, device=device)
+    cols = torch.minimum((p[:, None] + t.to(device)[None]).clamp_min(0), (sizes - 1)[:, None, None])  # [B, n, K]
+    rows_in = (p[None] < sizes[:, None]).to(dtype)[..., None]  # [B, n, 1]
+    return torch.zeros(len(sizes), n, n, device=device, dtype=dtype).scatter_add_(2, cols, k[:, None] * rows_in)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with a per-sample ``sigma`` [B] (0 = identity); replicate borders."""
     b, c, h, w = x.shape
-    radius = max(int(math.ceil(3 * float(sigma.max()))), 1)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    s = sigma.clamp_min(1e-3)[:, None]
-    k = torch.exp(-0.5 * (t[None] / s) ** 2)
-    k = (k / k.sum(1, keepdim=True)).to(x.device, x.dtype)  # [B, K]
-    k = k.repeat_interleave(c, 0)  # one kernel per (sample, channel)
-    y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k[:, None, None, :], groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k[:, None, :, None], groups=b * c)
-    return y.reshape(b, c, h, w)
+    bh = blur_matrices(sigma, torch.full((b,), h), h, x.device, x.dtype)
+    bw = bh if w == h else blur_matrices(sigma, torch.full((b,), w), w, x.device, x.dtype)
+    return _sandwich(bh, x, bw)
+
+
+def _sandwich(left: torch.Tensor, x: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Per sample and channel ``left[i] @ x[i, c] @ right[i]ᵀ``: two batched matmuls, no copy of ``x``."""
+    b, c, h, w = x.shape
+    t = torch.bmm(x.reshape(b, c * h, w), right.transpose(1, 2)).reshape(b, c, h, -1)  # contract W
+    return torch.matmul(left[:, None], t)  # contract H
 
 
 def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -72,7 +148,7 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
 def degrade(
     images: torch.Tensor,
     size: int | torch.Tensor,
-    interpolation: str = "bicubic",
+    interpolation: str | Sequence[str] = "bicubic",
     blur_sigma: float | torch.Tensor = 0.0,
     noise_std: float | torch.Tensor = 0.0,
     jpeg_quality: int | torch.Tensor | None = None,
@@ -81,39 +157,49 @@ def degrade(
 ) -> torch.Tensor:
     """Degrade ``images`` [B,3,H,W] in [0,1] to ``size`` px (int or per-sample [B]) and back.
 
-    ``blur_sigma`` and ``noise_std`` are in low-resolution pixels and [0,1]
-    units, scalars or per-sample [B]. Samples sharing a size are processed
-    together, so per-sample sizes cost one resize per distinct size.
+    ``interpolation`` is one name or one per sample; ``blur_sigma`` and
+    ``noise_std`` are in low-resolution pixels and [0,1] units, scalars or
+    per-sample [B]. The whole batch is done at once (see module docstring).
+    The noise is one ``[B, C, s_max, s_max]`` normal draw from ``generator``,
+    sample ``i`` using its top-left ``s_i × s_i``.
     """
-    b = images.shape[0]
+    b, c, h, w = images.shape
     sizes = _per_sample(size, b).round().long()
+    modes = _mode_index(interpolation, b)
     sigma, noise = _per_sample(blur_sigma, b), _per_sample(noise_std, b)
     quality = None if jpeg_quality is None else _per_sample(jpeg_quality, b).round().long()
-    # one noise draw of the largest size for the whole batch: independent of grouping
-    n_max = int(sizes.max()) if b else 0
-    eps = torch.randn(b, 3, n_max, n_max, generator=generator) if bool((noise > 0).any()) else None
-    out = torch.empty(b, images.shape[1], out_size, out_size, dtype=images.dtype, device=images.device)
-    for s in torch.unique(sizes).tolist():
-        idx = torch.nonzero(sizes == s).flatten()
-        dev_idx = idx.to(images.device)
-        lr = _downsample(images.index_select(0, dev_idx), s, interpolation)
-        if bool((sigma[idx] > 0).any()):
-            lr = gaussian_blur(lr, sigma[idx])
-        if eps is not None:
-            lr = lr + eps[idx, :, :s, :s].to(lr.device, lr.dtype) * noise[idx].to(lr.device, lr.dtype)[:, None, None, None]
-        lr = lr.clamp(0, 1)
-        if quality is not None:
-            lr = jpeg(lr, quality[idx])
-        up = F.interpolate(lr, size=(out_size, out_size), mode="bicubic", align_corners=False)
-        out[dev_idx] = up.clamp(0, 1)
-    return out
+    if b == 0:
+        return images.new_empty(0, c, out_size, out_size)
+    if int(sizes.min()) < 1:
+        raise ValueError(f"degradation sizes must be ≥ 1 px, got {int(sizes.min())}")
+    n = int(sizes.max())
+    eps = torch.randn(b, c, n, n, generator=generator) if bool((noise > 0).any()) else None
+    dev, dt = images.device, images.dtype
+    cap = _cap(n)
+    s_dev, m_dev = sizes.to(dev, non_blocking=True), modes.to(dev, non_blocking=True)
+    down_h = _down_table(h, cap, dev, dt)[m_dev, s_dev, :n]  # [B, n, H]
+    down_w = down_h if w == h else _down_table(w, cap, dev, dt)[m_dev, s_dev, :n]
+    if bool((sigma > 0).any()):
+        blur = blur_matrices(sigma, sizes, n, dev, dt)
+        down_h, down_w = blur @ down_h, blur @ down_w
+    lr = _sandwich(down_h, images, down_w)  # [B, C, n, n], sample i valid in its top-left s_i × s_i
+    if eps is not None:
+        lr = lr + eps.to(dev, dt) * noise.to(dev, dt)[:, None, None, None]
+    lr = lr.clamp(0, 1)
+    if quality is not None:
+        for i in torch.nonzero(quality > 0).flatten().tolist():
+            s = int(sizes[i])
+            lr[i, :, :s, :s] = jpeg(lr[i: i + 1, :, :s, :s], quality[i: i + 1])[0]
+    up = _up_table(out_size, cap, dev, dt)[s_dev, :, :n]  # [B, out, n]
+    return _sandwich(up, lr, up).clamp(0, 1)
 
 
 def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator) -> torch.Tensor:
     """Degrade a random ``cfg.prob`` fraction of the batch to random VLR sizes.
 
     The same number of random draws is made whatever the outcome, so the result
-    is a pure function of the generator state (exact resume).
+    is a pure function of the generator state (exact resume). All decisions are
+    CPU tensors, so the device never synchronises with the host here.
     """
     b = images.shape[0]
     if b == 0 or cfg.prob <= 0:
@@ -127,16 +213,14 @@ def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator)
     quality = torch.where(torch.rand(b, generator=generator) < cfg.jpeg_prob,
                           torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (b,), generator=generator), torch.zeros(b, dtype=torch.long))
     seed = int(torch.randint(2**62, (1,), generator=generator))
-    out = images.clone()
-    for k, name in enumerate(cfg.interpolations):
-        idx = torch.nonzero(chosen & (interp == k)).flatten()
-        if idx.numel() == 0:
-            continue
-        gen = torch.Generator().manual_seed(seed + k)
-        dev_idx = idx.to(images.device)
-        out[dev_idx] = degrade(images.index_select(0, dev_idx), sizes[idx], name, blur[idx], noise[idx],
-                               quality[idx] if cfg.jpeg_prob > 0 else None, gen, images.shape[-1])
-    return out
+    idx = torch.nonzero(chosen).flatten()
+    if idx.numel() == 0:
+        return images
+    names = [cfg.interpolations[k] for k in interp[idx].tolist()]
+    dev_idx = idx.to(images.device, non_blocking=True)
+    low = degrade(images.index_select(0, dev_idx), sizes[idx], names, blur[idx], noise[idx],
+                  quality[idx] if cfg.jpeg_prob > 0 else None, torch.Generator().manual_seed(seed), images.shape[-1])
+    return images.index_copy(0, dev_idx, low)
 
 
 def _shuffled_patches(images: torch.Tensor, generator: torch.Generator, grid: int = 4) -> torch.Tensor:
