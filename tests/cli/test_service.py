@@ -108,3 +108,72 @@ def test_identify_with_align_on_whole_photos(ckpt, tmp_path, capsys):
     assert code == 0, err
     row = json.loads(out.split("\n", 1)[1])[0]
     assert row["identity"] == people[1].name and row["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_align_with_given_landmarks_puts_them_on_the_template(tmp_path, capsys):
+    from vlrface.data.align import ARCFACE_TEMPLATE
+
+    # five coloured dots at a rotated, scaled, shifted copy of the template; alignment must undo the motion
+    angle, scale, shift = np.deg2rad(12), 1.6, np.array([40.0, 25.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = ARCFACE_TEMPLATE @ rot.T + shift
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    img = np.zeros((260, 260, 3), np.uint8)
+    for (x, y), c in zip(points, colours):
+        cv2.circle(img, (round(x), round(y)), 5, c[::-1], -1)  # BGR on disk
+    (tmp_path / "a").mkdir()
+    cv2.imwrite(str(tmp_path / "a" / "dots.png"), img)
+    lm = tmp_path / "lm.txt"
+    lm.write_text("# image x1 y1 ... x5 y5\n" + "a/dots.png " + " ".join(f"{v:.2f}" for v in points.ravel()) + "\n"
+                  + "a/gone.png,1,2,3,4,5,6,7,8,9,10\n")
+    code, out, err = run(["align", "--landmarks", lm, "--out", tmp_path / "out"], capsys)
+    assert code == 0 and "aligned 1 face(s) from 1 of 2 image(s)" in out and "gone.png" in err
+    crop = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a" / "dots.png")), cv2.COLOR_BGR2RGB)  # layout kept
+    for (x, y), c in zip(ARCFACE_TEMPLATE, colours):
+        assert tuple(crop[round(y), round(x)]) == c
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--landmarks", "lm.txt", "x.png"], "either INPUT... (faces are detected) or --landmarks FILE"),
+    ([], "either INPUT..."),
+    (["--landmarks", "lm.txt"], "lm.txt:2: expected 'IMAGE x1 y1"),
+    (["--landmarks", "none.txt"], "cannot read landmark file"),
+])
+def test_align_user_mistakes(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lm.txt").write_text("a.png 1 2 3 4 5 6 7 8 9 10\nb.png 1 2 3\n")
+    code, _, err = run(["align", "--out", "o", *args], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_identify_hnsw_gallery_and_a_probe_list(ckpt, folder, tmp_path, capsys):
+    gdir = tmp_path / "g"
+    assert run(["identify", "--ckpt", ckpt, "--gallery", gdir, "--build", folder, "--index", "hnsw"], capsys)[0] == 0
+    assert Gallery.load(gdir).index_type == "hnsw"
+    (tmp_path / "probes.txt").write_text("gal/cat/4.png\ngal/missing.png\n")
+    code, out, err = run(["identify", "--ckpt", ckpt, "--gallery", gdir, "--json", tmp_path / "probes.txt"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and [r["identity"] for r in rows] == ["cat"] and "missing.png" in err
+
+
+def test_serve_options_reach_the_app(ckpt, tmp_path, monkeypatch, capsys):
+    """--index, --quality-threshold and --align are wired through (the real server is tested in tests/serve)."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append((app, kw)))
+    code, _, err = run(["serve", "--ckpt", ckpt, "--index", "hnsw", "--quality-threshold", 1e9, "--align",
+                        "--port", 8123], capsys)
+    assert code == 0 and "enrolments live in memory" in err and apps[0][1]["port"] == 8123
+    client = TestClient(apps[0][0])
+    assert client.get("/gallery").json()["index"] == "hnsw"
+    blank = cv2.imencode(".png", np.full((160, 160, 3), 127, np.uint8))[1].tobytes()
+    r = client.post("/identify", files={"image": ("blank.png", blank, "image/png")})
+    assert r.status_code == 422 and "no face found" in r.json()["detail"]
+    if LFW.is_dir():
+        photo = sorted(LFW.glob("Ab*/*_0001.jpg"))[0].read_bytes()
+        assert client.post("/gallery/ann", files={"image": ("a.jpg", photo, "image/jpeg")}).status_code == 201
+        hit = client.post("/identify", files={"image": ("a.jpg", photo, "image/jpeg")}).json()
+        assert hit["identity"] == "ann" and hit["low_quality"]  # the --quality-threshold default applies
+    assert run(["serve", "--ckpt", ckpt, "--index", "kdtree"], capsys)[0] == 2

@@ -108,6 +108,8 @@ def serve(
     max_bytes: int = typer.Option(10 * 2**20, help="Largest accepted upload in bytes."),
     top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
     threshold: float = _THRESHOLD,
+    quality_threshold: float = typer.Option(None, help="Default for /identify: flag probes whose quality (PRM) is below this."),
+    index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
     device: str = _DEVICE,
 ) -> None:
     """HTTP service (FastAPI): embedding, quality, identification, gallery enrolment."""
@@ -115,29 +117,38 @@ def serve(
 
     from ..serve.app import create_app
 
+    INDEXES.get(index)
     if gallery is None:
         typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
-    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold, device=device)
+    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold,
+                     quality_threshold=quality_threshold, index=index, device=device)
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 @app.command()
 def align(
-    inputs: list[Path] = typer.Argument(..., help="Images or folders (searched recursively)."),
+    inputs: list[Path] = typer.Argument(None, help="Images, folders (recursive) or .txt file lists.", show_default=False),
     out: Path = typer.Option(..., help="Output folder; folder inputs keep their sub-folder layout."),
+    landmarks: Path = typer.Option(None, help="Landmark file (IMAGE x1 y1 … x5 y5 per line): align these images, no detection."),
     all_faces: bool = typer.Option(False, "--all-faces", help="Write every face (name_1.png …), not only the largest."),
 ) -> None:
-    """Detect (YuNet) and align faces to the 112×112 arcface template."""
-    from ..data.align import YuNetDetector
+    """Align faces to the 112×112 arcface template: detected by YuNet, or from given 5-point landmarks."""
+    from ..data.align import YuNetDetector, read_landmarks
+    from ..data.align import align as warp
 
-    files = image_files(inputs)
-    detector = YuNetDetector()
+    if bool(inputs) == (landmarks is not None):
+        raise UserError("give either INPUT... (faces are detected) or --landmarks FILE (faces are given), not both")
+    if landmarks is not None:
+        jobs = [(p, _relative(p, landmarks.parent), lm) for p, lm in read_landmarks(landmarks)]
+    else:
+        jobs = [(p, rel, None) for p, rel in image_files(inputs)]
+    detector = YuNetDetector() if landmarks is None else None
     skips, no_face, written = SkipReport(), [], 0
-    for path, rel in files:
+    for path, rel, points in jobs:
         img = read_image(path, skips)
         if img is None:
             continue
-        crops = detector.detect_and_align(img)
+        crops = [warp(img, points)] if points is not None else detector.detect_and_align(img)
         if not crops:
             no_face.append(str(path))
             continue
@@ -146,10 +157,18 @@ def align(
             dst.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(dst), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
             written += 1
-    print(f"aligned {written} face(s) from {len(files) - len(no_face) - len(skips)} of {len(files)} image(s) → {out}")
+    print(f"aligned {written} face(s) from {len(jobs) - len(no_face) - len(skips)} of {len(jobs)} image(s) → {out}")
     if no_face:
         (out / "no_face.txt").parent.mkdir(parents=True, exist_ok=True)
         (out / "no_face.txt").write_text("\n".join(no_face) + "\n")
         shown = ", ".join(no_face[:5]) + (f" and {len(no_face) - 5} more" if len(no_face) > 5 else "")
         typer.echo(f"no face found in {len(no_face)} image(s) (listed in {out / 'no_face.txt'}): {shown}", err=True)
     skips.print_summary()
+
+
+def _relative(path: Path, root: Path) -> Path:
+    """Output name of a listed image: its path below the list's folder (layout kept), else its file name."""
+    try:
+        return path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Path(path.name)

