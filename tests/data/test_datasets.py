@@ -1,10 +1,12 @@
 """TrainData: deterministic, exactly resumable batches; labels; UI images; data kinds."""
 
+import time
+
 import pytest
 import torch
 
 import vlrface.data.datasets as datasets
-from vlrface.data.datasets import build_train_data
+from vlrface.data.datasets import build_train_data, prefetch
 from vlrface.errors import UserError
 from vlrface.train.config import DataConfig, UIConfig
 
@@ -45,6 +47,41 @@ def test_lazy_loader_gives_the_same_batches(monkeypatch):
     assert lazy_data._cache is None
     for (xa, ya), (xb, yb) in zip(cached, take(lazy_data, 7, 2, 3)):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_read_ahead_gives_the_same_batches():
+    sync = take(build_train_data(synth_cfg(prefetch=0), seed=4), 6, 1, 5)
+    ahead = take(build_train_data(synth_cfg(prefetch=3), seed=4), 6, 1, 5)
+    for (xa, ya), (xb, yb) in zip(sync, ahead):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_prefetch_keeps_order_raises_and_stops():
+    assert list(prefetch(iter(range(50)), 2)) == list(range(50))
+    assert list(prefetch(iter(range(5)), 0)) == list(range(5))
+
+    def broken():
+        yield 1
+        raise RuntimeError("decoder died")
+
+    it = prefetch(broken(), 2)
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="decoder died"):
+        next(it)
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+
+    it = prefetch(endless(), 2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # the thread stops instead of running ahead forever
+    time.sleep(0.3)
+    n = len(made)
+    time.sleep(0.3)
+    assert len(made) == n <= 3 + 2 + 2
 
 
 def test_synth_identity_offset_gives_other_people():

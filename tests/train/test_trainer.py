@@ -50,7 +50,8 @@ def test_outputs_and_log(tmp_path):
     assert model.prm is not None and model.pam is not None
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 7))
-    assert {"cls", "ri", "l1", "id", "mse", "lr", "img_per_s"} <= set(records[-1])
+    assert {"cls", "ri", "l1", "id", "mse", "lr", "img_per_s", "data_wait_share"} <= set(records[-1])
+    assert 0 <= records[-1]["data_wait_share"] < 1
 
 
 def test_nan_guard_skips_then_stops():

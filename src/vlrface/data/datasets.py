@@ -8,10 +8,19 @@ run resumed at step ``k`` sees exactly the batches an uninterrupted run would.
 Sets that fit in :data:`CACHE_BYTES` are decoded once into a uint8 array;
 larger ones are decoded per batch by a ``DataLoader`` (``num_workers``
 processes) fed by the same deterministic index stream.
+
+So that the accelerator never waits for the host, batches are made ahead of
+use: by the DataLoader workers when there are any, else by a background thread
+(``prefetch`` batches deep; NumPy gathers, the uint8→float conversion and
+OpenCV decoding release the GIL). With ``pin_memory`` they arrive in
+page-locked memory, so the trainer's ``.to(device, non_blocking=True)`` is an
+asynchronous copy. Read-ahead never changes which batch comes at which step.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +42,7 @@ from .synth import SynthFaces
 CACHE_BYTES = 2 * 2**30  # decode up to this much (uint8) once and keep it in memory
 UI_FOLDER_MAX = 4096  # images read from a UI folder (a deterministic sample beyond that)
 _IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3
+_END = object()
 
 
 @dataclass
@@ -62,27 +72,77 @@ class _Lazy(Dataset):
         return i, self.source.load(i)
 
 
-def _collate(items: list[tuple[int, np.ndarray | None]]) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """(ids that failed, decoded images, their ids)."""
+def _collate(items: list[tuple[int, np.ndarray | None]]) -> tuple[list[int], torch.Tensor, np.ndarray]:
+    """(ids that failed, decoded images as float ``[B,3,H,W]``, their ids); runs in the workers."""
     ok = [(i, im) for i, im in items if im is not None]
     bad = [i for i, im in items if im is None]
     images = np.stack([im for _, im in ok]) if ok else np.empty((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    return bad, images, np.array([i for i, _ in ok], np.int64)
+    return bad, to_float(images), np.array([i for i, _ in ok], np.int64)
+
+
+def prefetch(items: Iterator, depth: int) -> Iterator:
+    """Yield ``items`` in order while a daemon thread runs up to ``depth`` ahead (0: no thread).
+
+    Errors in the thread are re-raised here; closing the returned generator
+    stops the thread at its next hand-over.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # noqa: BLE001 — handed to the consumer, raised there
+            put((_END, e))
+
+    threading.Thread(target=work, daemon=True, name="vlrface-prefetch").start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+def _pinned(items: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for images, labels in items:
+        yield images.pin_memory(), labels.pin_memory()
 
 
 class TrainData:
     """Labelled training images with deterministic, resumable batches and a UI set."""
 
     def __init__(self, source: Source, seed: int, ui: UIConfig | None = None, num_workers: int = 0,
-                 skips: SkipReport | None = None, paths: list[Path] | None = None) -> None:
+                 skips: SkipReport | None = None, paths: list[Path] | None = None, prefetch: int = 2) -> None:
         self.seed = int(seed)
         self.ui_cfg = ui or UIConfig()
         self.num_workers = num_workers
+        self.prefetch = prefetch
         self.num_classes = source.num_classes
         self.skips = skips or SkipReport()
         self._source, self._paths = source, paths
         self._cache: np.ndarray | None = None
         self._perms: dict[int, np.ndarray] = {}
+        self._perms_lock = threading.Lock()  # read-ahead threads of two iterators may draw at once
         self._ui_pool: np.ndarray | None = None
         index = np.arange(len(source.labels))
         if len(index) * _IMAGE_BYTES <= CACHE_BYTES:
@@ -107,11 +167,12 @@ class TrainData:
             self.skips.add(self._paths[i] if self._paths else f"sample {i}", "unreadable or corrupt")
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            if len(self._perms) >= 4:
-                self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng((self.seed, 0xDA7A, epoch)).permutation(len(self.index))
-        return self._perms[epoch]
+        with self._perms_lock:
+            if epoch not in self._perms:
+                if len(self._perms) >= 4:
+                    self._perms.pop(min(self._perms))
+                self._perms[epoch] = np.random.default_rng((self.seed, 0xDA7A, epoch)).permutation(len(self.index))
+            return self._perms[epoch]
 
     def positions(self, batch_size: int, step: int) -> np.ndarray:
         """Row numbers (into ``self.index``) of batch ``step``."""
@@ -120,29 +181,42 @@ class TrainData:
         epochs = q // n
         return np.concatenate([self._permutation(int(e))[q[epochs == e] % n] for e in np.unique(epochs)])
 
-    def batches(self, batch_size: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless ``(images float[B,3,112,112] in [0,1], labels long[B])`` from ``start_step``."""
-        if self._cache is not None:
-            step = start_step
-            while True:
-                rows = self.positions(batch_size, step)
-                yield to_float(self._cache[rows]), torch.from_numpy(self.labels[rows])
-                step += 1
-        yield from self._lazy_batches(batch_size, start_step)
+    def batches(self, batch_size: int, start_step: int = 0,
+                pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless ``(images float[B,3,112,112] in [0,1], labels long[B])`` from ``start_step``.
 
-    def _lazy_batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        Made ahead of use (see module docstring); ``pin_memory`` needs CUDA.
+        """
+        if self._cache is None and self.num_workers > 0:
+            return self._lazy_batches(batch_size, start_step, pin_memory)  # the workers read ahead and pin
+        items = self._cached_batches(batch_size, start_step) if self._cache is not None else \
+            self._lazy_batches(batch_size, start_step, False)
+        return prefetch(_pinned(items) if pin_memory else items, self.prefetch)
+
+    def _cached_batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        step = start_step
+        while True:
+            rows = self.positions(batch_size, step)
+            yield to_float(self._cache[rows]), torch.from_numpy(self.labels[rows])
+            step += 1
+
+    def _lazy_batches(self, batch_size: int, start_step: int,
+                      pin_memory: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         def sampler() -> Iterator[list[int]]:
             step = start_step
             while True:
                 yield self.index[self.positions(batch_size, step)].tolist()
                 step += 1
 
-        loader = DataLoader(_Lazy(self._source), batch_sampler=sampler(), num_workers=self.num_workers,
-                            collate_fn=_collate, persistent_workers=False)
+        workers = self.num_workers
+        loader = DataLoader(_Lazy(self._source), batch_sampler=sampler(), num_workers=workers, collate_fn=_collate,
+                            pin_memory=pin_memory, prefetch_factor=max(self.prefetch, 1) if workers else None,
+                            persistent_workers=False)
         try:
             for bad, images, ids in loader:
                 self._note_bad(bad)  # the batch shrinks; the order of later batches is unchanged
-                yield to_float(images), torch.from_numpy(self._source.labels[ids])
+                labels = torch.from_numpy(self._source.labels[ids])
+                yield images, labels.pin_memory() if pin_memory else labels
         finally:
             self.skips.print_summary()
 
@@ -237,4 +311,4 @@ def _lfw_vlr(cfg: DataConfig, seed: int) -> tuple[Source, list[Path]]:
 def build_train_data(cfg: DataConfig, seed: int) -> TrainData:
     """The trainer's data: ``cfg.kind`` from :data:`DATA_KINDS`, batches seeded by ``seed``."""
     source, paths = DATA_KINDS.get(cfg.kind)(cfg, seed)
-    return TrainData(source, seed, cfg.ui, cfg.num_workers, paths=paths)
+    return TrainData(source, seed, cfg.ui, cfg.num_workers, paths=paths, prefetch=cfg.prefetch)

@@ -49,7 +49,8 @@ class DataConfig:
     images_per_identity: int = 20  # synth only
     identity_offset: int = 0  # synth: first identity index (disjoint test ids use others)
     crop: str = "default"  # reader-specific face crop (documented per reader)
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader processes decoding images when the set is too big to keep decoded
+    prefetch: int = 2  # batches made ahead of the training step (background thread or per worker)
     vlr: VLRConfig = field(default_factory=VLRConfig)
     ui: UIConfig = field(default_factory=UIConfig)
 

@@ -282,20 +282,23 @@ class Trainer:
         columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
         progress = Progress(*columns, disable=not (self.show_progress and self.dist.is_main), transient=False)
-        t0, seen = time.perf_counter(), 0
+        t0, seen, waited = time.perf_counter(), 0, 0.0  # waited: time the loop blocked on the next batch
         try:
             with progress:
                 task = progress.add_task("train", total=cfg.steps, completed=self.step, info="")
                 while self.step < end:
                     if ri_on and self.step % max(self.cfg.ri.ui_every, 1) == 0:
                         self.refresh_ui()
+                    t_fetch = time.perf_counter()
                     images, labels = next(batches)
+                    waited += time.perf_counter() - t_fetch
                     logs = self.train_step(images, labels)
                     self.step += 1
                     seen += images.shape[0]
                     if logs is not None and (self.step % cfg.log_every == 0 or self.step == end):
-                        ips = seen / max(time.perf_counter() - t0, 1e-9)
-                        self._log({"step": self.step, "img_per_s": ips, **logs})
+                        elapsed = max(time.perf_counter() - t0, 1e-9)
+                        ips = seen / elapsed
+                        self._log({"step": self.step, "img_per_s": ips, "data_wait_share": waited / elapsed, **logs})
                         progress.update(task, info=f"loss {logs['loss']:.3f} lr {logs['lr']:.2e} {ips:.0f} img/s")
                     progress.update(task, completed=self.step)
                     if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
