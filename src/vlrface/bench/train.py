@@ -1,11 +1,14 @@
 """Training-step throughput: img/s, step time, peak memory, MFU, and whether data keeps up.
 
-Data is synthetic and made on the device (random images and labels, then the
-trainer's own ``random_vlr`` degradation), so the figure is the model's and
-the on-device data path's, not a disk's. The data step and the compute step
-are timed separately (device synchronised around each): in the trainer they
-run one after the other on one stream, so ``data_ms / step_ms`` is the share
-of the step the model spends waiting for data.
+The data step is two parts, each timed with the device synchronised around it:
+*fetch* (the batch onto the device) and *degrade* (the trainer's own
+``random_vlr`` on the device). ``data="device"`` makes random images on the
+device (fetch ≈ 0: the model's and the degradation's figure, not a disk's);
+``data="loader"`` takes synthetic faces from a :class:`TrainData` on the host —
+decoded once, made ahead by its read-ahead thread, pinned on CUDA — and copies
+them over, as ``vlrface train`` does. In the trainer data and compute run one
+after the other, so ``data_ms / step_ms`` (``data_share``) is the share of the
+step the model spends waiting for data.
 
 MFU = model FLOPs per image (forward counted by ``FlopCounterMode``, ×3 for
 forward + backward) × img/s ÷ the device's peak dense bf16 rate. The peak is
@@ -24,12 +27,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data.datasets import build_train_data
 from ..data.degrade import make_ui, random_vlr
 from ..errors import UserError
 from ..models import HEADS, build_model
 from ..preprocess import DEFAULT
 from ..train import distributed as D
-from ..train.config import OptimConfig, RIConfig, VLRConfig
+from ..train.config import DataConfig, OptimConfig, RIConfig, VLRConfig
 from ..train.objective import Objective
 from ..train.optim import build_optimizer
 from ..train.partial_fc import PartialFC
@@ -56,6 +60,7 @@ class TrainBench:
     ui_size: int = 256
     device: str = "auto"
     peak_tflops: float | None = None
+    data: str = "device"  # device: random images made there | loader: host TrainData, read ahead, copied over
 
 
 def peak_tflops(device: torch.device, override: float | None = None) -> float | None:
@@ -109,6 +114,8 @@ def run(cfg: TrainBench) -> dict[str, object]:
     """Run the benchmark; returns the figures (see module docstring)."""
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise UserError(f"--amp {cfg.amp!r}: choose none, bf16 or fp16")
+    if cfg.data not in ("device", "loader"):
+        raise UserError(f"--data {cfg.data!r}: choose device or loader")
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     info = D.init_distributed(device)
@@ -129,11 +136,21 @@ def run(cfg: TrainBench) -> dict[str, object]:
     vlr = VLRConfig()
     b = cfg.batch_size
 
-    def data(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.rand(b, 3, 112, 112, device=device)
-        labels = torch.randint(cfg.num_classes, (b,), device=device)
+    if cfg.data == "loader":  # the trainer's host data class: two batches of synthetic faces, decoded once
+        ids = min(64, cfg.num_classes)
+        src = build_train_data(DataConfig(kind="synth", num_identities=ids, images_per_identity=-(-2 * b // ids)), 0)
+        host = src.batches(b, pin_memory=device.type == "cuda")
+
+        def fetch() -> tuple[torch.Tensor, torch.Tensor]:
+            images, labels = next(host)
+            return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    else:
+        def fetch() -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.rand(b, 3, 112, 112, device=device), torch.randint(cfg.num_classes, (b,), device=device)
+
+    def degrade(images: torch.Tensor, step: int) -> torch.Tensor:
         x = DEFAULT.normalize(random_vlr(images, vlr, torch.Generator().manual_seed(step)))
-        return (x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x), labels
+        return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
     def compute(x: torch.Tensor, labels: torch.Tensor) -> None:
         with autocast():
@@ -151,23 +168,25 @@ def run(cfg: TrainBench) -> dict[str, object]:
             objective.refresh(model, ui)
 
     refresh_s = timed(refresh, device) if cfg.ri else 0.0
-    data_t, compute_t = [], []
+    fetch_t, degrade_t, compute_t = [], [], []
     for step in range(cfg.warmup + cfg.steps):
-        batch: list[tuple[torch.Tensor, torch.Tensor]] = []
-        dt = timed(lambda: batch.append(data(step)), device)
+        batch: list[torch.Tensor] = []
+        ft = timed(lambda: batch.extend(fetch()), device)
+        dt = timed(lambda: batch.append(degrade(batch[0], step)), device)
         if step == cfg.warmup:
             torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
-        ct = timed(lambda: compute(*batch[0]), device)
+        ct = timed(lambda: compute(batch[2], batch[1]), device)
         if step >= cfg.warmup:
-            data_t.append(dt)
+            fetch_t.append(ft)
+            degrade_t.append(dt)
             compute_t.append(ct)
     if cfg.ri:
         refresh_s = timed(refresh, device)  # warm now
-    data_s, compute_s = statistics.median(data_t), statistics.median(compute_t)
+    fetch_s, degrade_s, compute_s = (statistics.median(t) for t in (fetch_t, degrade_t, compute_t))
+    data_s = fetch_s + degrade_s
     ui_s = refresh_s / max(cfg.ui_every, 1)
     step_s = data_s + compute_s + ui_s
-    x1, y1 = data(0)
-    x1, y1 = x1[:2], y1[:2]
+    x1, y1 = batch[2][:2], batch[1][:2]
 
     def fwd_once() -> None:
         with autocast():
@@ -187,6 +206,8 @@ def run(cfg: TrainBench) -> dict[str, object]:
         "img_per_s_compute_only": round(b / compute_s, 1),
         "step_ms": round(step_s * 1e3, 2),
         "data_ms": round(data_s * 1e3, 2),
+        "fetch_ms": round(fetch_s * 1e3, 2),
+        "degrade_ms": round(degrade_s * 1e3, 2),
         "compute_ms": round(compute_s * 1e3, 2),
         "ui_refresh_ms_amortised": round(ui_s * 1e3, 3),
         "data_share": round(data_s / step_s, 3),
