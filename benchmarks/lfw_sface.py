@@ -15,6 +15,11 @@ left out of training: they add a class but no positive pair.
 ``configs/lfw-vlr-sface.yaml`` (same seed, steps and data), evaluates them,
 off-the-shelf SFace and raw pixels on lfw-vlr and att-vlr at HR/16/12/8 px,
 and writes ``results.json`` and ``results.md`` (mean ± std over seeds).
+
+``run --trunk K --variants V`` is the CPU recipe: the stem and the first K
+blocks stay frozen and their output is computed once per training image for
+V fixed copies (HR + V−1 random VLR), shared by every run; evaluation also
+runs the trunk once per test image (``vlrface.train.trunk_cache``).
 """
 
 from __future__ import annotations
@@ -29,14 +34,16 @@ from pathlib import Path
 import cv2
 import torch
 
+from vlrface.data.datasets import build_train_data
 from vlrface.data.readers import lfw_vlr_split, read_image, read_image_folder, to_face
 from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
 from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
 from vlrface.models.backbones.sface import SFACE_PREPROCESSING
-from vlrface.train.checkpoint import load_model
+from vlrface.train.checkpoint import atomic_save, load_model
 from vlrface.train.config import load_config
 from vlrface.train.trainer import Trainer
+from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TrunkCache
 
 SIZES = [None, 16, 12, 8]
 VARIANTS = {
@@ -82,25 +89,48 @@ def evaluate(embed, data: Path) -> dict:
     return out
 
 
-def run(data: Path, out: Path, seeds: list[int], overrides: list[str]) -> None:
+def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: int = 0, variants: int = 3) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}}
-    with torch.inference_mode():
-        sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False}).to(device)
-        results["off-the-shelf"] = evaluate(ModelEmbedder(sface, SFACE_PREPROCESSING, device=device, progress=False), data)
-        results["raw-pixels"] = evaluate(RawPixelEmbedder(), data)
+    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}, "overrides": overrides,
+                     "trunk": trunk, "variants": variants if trunk else None}
+    memo: dict = {}  # frozen-trunk output per test batch, shared by every model
+
+    def config(seed: int, variant: str):
+        return load_config("lfw-vlr-sface", [
+            f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / 'train'}",
+            "eval.protocols=[]", *VARIANTS[variant], *overrides])
+
+    def embedder(model) -> ModelEmbedder:
+        return ModelEmbedder(MemoTrunk(model, trunk, memo) if trunk else model, SFACE_PREPROCESSING,
+                             device=device, progress=False)
+
+    sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False}).to(device)
+    cache = None
+    if trunk:
+        t0 = time.perf_counter()
+        cfg = config(seeds[0], "ri")
+        stored = out / f"trunk-cache-{trunk}-{variants}.pt"  # hours of CPU: kept for reruns
+        if stored.is_file():
+            cache = TrunkCache(**torch.load(stored))
+        else:
+            cache = TrunkCache.build(sface, build_train_data(cfg.data, cfg.seed), cfg, trunk, variants, device=device)
+            atomic_save(vars(cache), stored)
+        results["times_s"]["trunk-cache"] = time.perf_counter() - t0
+        print(f"trunk cache: {tuple(cache.features.shape)} in {results['times_s']['trunk-cache']:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    results["off-the-shelf"] = evaluate(embedder(sface), data)
+    results["times_s"]["eval-off-the-shelf"] = time.perf_counter() - t0
+    results["raw-pixels"] = evaluate(RawPixelEmbedder(), data)
+    print("off-the-shelf", json.dumps(results["off-the-shelf"]), flush=True)
     for seed in seeds:
-        for variant, switches in VARIANTS.items():
-            cfg = load_config("lfw-vlr-sface", [
-                f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / 'train'}",
-                "eval.protocols=[]", *switches, *overrides])
+        for variant in VARIANTS:
+            cfg = config(seed, variant)
             t0 = time.perf_counter()
-            trainer = Trainer(cfg, progress=False)
+            trainer = CachedTrunkTrainer(cfg, cache, progress=False) if cache else Trainer(cfg, progress=False)
             trainer.fit()
             results["times_s"][f"{variant}-s{seed}"] = time.perf_counter() - t0
-            model, pre, _ = load_model(Path(cfg.out) / "model.pt", device)
-            with torch.inference_mode():
-                results.setdefault(variant, {})[seed] = evaluate(ModelEmbedder(model, pre, device=device, progress=False), data)
+            model, _, _ = load_model(Path(cfg.out) / "model.pt", device)
+            results.setdefault(variant, {})[seed] = evaluate(embedder(model), data)
             (out / "results.json").write_text(json.dumps(results, indent=1))
             print(variant, seed, json.dumps(results[variant][seed]), flush=True)
     (out / "results.md").write_text(table(results, seeds))
@@ -151,6 +181,8 @@ def main() -> None:
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)")
+    r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
     r.add_argument("overrides", nargs="*")
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
@@ -162,7 +194,7 @@ def main() -> None:
         merge(a.folders, a.out)
     else:
         a.out.mkdir(parents=True, exist_ok=True)
-        run(a.data, a.out, a.seeds, a.overrides)
+        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants)
 
 
 if __name__ == "__main__":

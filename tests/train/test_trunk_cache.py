@@ -1,0 +1,89 @@
+"""The frozen-trunk recipe: the split is exact, memoised evaluation is exact,
+training moves only the top and resumes exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlrface.data.datasets import build_train_data
+from vlrface.errors import UserError
+from vlrface.models import build_model
+from vlrface.train.config import load_config
+from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TopModel, TrunkCache, split_backbone
+
+SFACE = {"backbone": "sface", "embedding_size": 16, "pam": True, "prm": True, "backbone_kwargs": {"pretrained": False}}
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(SFACE).eval()
+
+
+def test_trunk_then_top_is_the_whole_model():
+    model = _model()
+    x = torch.randn(2, 3, 112, 112)
+    trunk, _ = split_backbone(model, 11)
+    with torch.no_grad():
+        whole, parts = model(x), TopModel(model, 11)(trunk(x))
+    torch.testing.assert_close(parts.embedding, whole.embedding)
+    torch.testing.assert_close(parts.quality, whole.quality)
+
+
+def test_split_errors():
+    with pytest.raises(UserError, match="out of range"):
+        split_backbone(_model(), 14)
+    nano = build_model({"backbone": "iresnet_nano", "embedding_size": 16})
+    with pytest.raises(UserError, match="no stem/blocks"):
+        split_backbone(nano, 1)
+
+
+def test_memo_trunk_is_exact_and_runs_the_trunk_once_per_batch():
+    model, memo = _model(), {}
+    wrapped = MemoTrunk(model, 12, memo).eval()
+    x, y = torch.rand(2, 3, 112, 112), torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        first = wrapped(x).embedding
+        wrapped(x)
+        assert len(memo) == 1
+        wrapped(y)
+        assert len(memo) == 2
+        # trunk output is stored in bf16: close to, not bit-equal with, the float model
+        torch.testing.assert_close(first, model(x).embedding, rtol=0.05, atol=0.05)
+
+
+def _config(tmp_path, name: str, ri: bool):
+    return load_config("demo", [
+        f"out={tmp_path / name}", "seed=3", "model.backbone=sface", "model.embedding_size=16",
+        "model.backbone_kwargs={pretrained: false}", f"model.pam={str(ri).lower()}", f"model.prm={str(ri).lower()}",
+        f"ri.enabled={str(ri).lower()}", "ri.ui_every=2", "data.num_identities=4", "data.images_per_identity=3",
+        "data.ui.size=4", "train.steps=4", "train.batch_size=6", "train.ckpt_every=0", "train.device=cpu",
+        "eval.protocols=[]", "model.init=sface",
+    ])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    cfg = _config(tmp_path_factory.mktemp("c"), "cache", ri=True)
+    return TrunkCache.build(_model(), build_train_data(cfg.data, cfg.seed), cfg, start=12, variants=2, batch_size=5)
+
+
+def test_cache_shapes(cache):
+    assert cache.features.shape[:2] == (2, 12) and cache.ui.shape[0] == 4
+    assert not torch.equal(cache.features[0], cache.features[1])  # the VLR copy differs from HR
+
+
+def test_only_the_top_trains_and_resume_is_exact(tmp_path, cache):
+    full = CachedTrunkTrainer(_config(tmp_path, "full", ri=True), cache, progress=False)
+    trunk_before = [p.clone() for p in split_backbone(full.model, 12)[0].parameters()]
+    top_before = [p.clone() for p in full.top.parameters()]
+    full.fit()
+    assert all(torch.equal(a, b) for a, b in zip(trunk_before, split_backbone(full.model, 12)[0].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(top_before, full.top.parameters()))
+    half = CachedTrunkTrainer(_config(tmp_path, "half", ri=True), cache, progress=False)
+    half.fit(stop_at=2)
+    resumed = CachedTrunkTrainer(_config(tmp_path, "half", ri=True), cache, progress=False)
+    assert resumed.step == 2
+    resumed.fit()
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
