@@ -117,3 +117,36 @@ def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
         listing = c.get("/gallery").json()
         assert listing["entries"] == 11 and "carol" not in listing["identities"]
         assert c.post("/identify", params={"threshold": 0.0}, files=upload(png(1))).json()["identity"] == "alice"
+
+
+@pytest.mark.parametrize("ext, params, grey", [
+    (".png", [], False), (".png", [], True), (".jpg", [], False), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], False),
+    (".jpg", [], True), (".bmp", [], False), (".pgm", [], True), (".ppm", [], False),
+])
+def test_image_dimensions_read_from_the_header_agree_with_decoding(ext, params, grey):
+    from vlrface.serve.app import image_dimensions
+
+    img = np.random.default_rng(0).integers(0, 256, (37, 53) if grey else (37, 53, 3), dtype=np.uint8)
+    data = cv2.imencode(ext, img, params)[1].tobytes()
+    if ext == ".jpg":  # a comment segment before the frame header, as cameras write EXIF there
+        data = data[:2] + b"\xff\xfe\x00\x07hello" + data[2:]
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image_dimensions(data) == (decoded.shape[1], decoded.shape[0]) == (53, 37)
+
+
+def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding(ckpt):
+    from fastapi.testclient import TestClient
+
+    from vlrface.serve.app import create_app, image_dimensions
+
+    bomb = cv2.imencode(".png", np.zeros((4000, 3000), np.uint8))[1].tobytes()  # ~12 MP in a few kB
+    assert len(bomb) < 100_000 and image_dimensions(bomb) == (3000, 4000)
+    client = TestClient(create_app(ckpt, max_pixels=10_000_000))
+    r = client.post("/embed", files=upload(bomb))
+    assert r.status_code == 413 and "3000×4000 pixels" in r.json()["detail"]
+    tiff = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.uint8))[1].tobytes()  # OpenCV decodes it; the service does not
+    r = client.post("/embed", files=upload(tiff, "x.tiff"))
+    assert r.status_code == 415 and "JPEG, PNG, BMP or PNM" in r.json()["detail"]
+    r = client.post("/embed", files=upload(png(1)[:60]))  # a good header, the rest cut off
+    assert r.status_code == 415 and "data is damaged" in r.json()["detail"]
+    assert client.post("/embed", files=upload(cv2.imencode(".jpg", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes())).status_code == 200

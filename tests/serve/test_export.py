@@ -46,7 +46,8 @@ def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert [o.name for o in proto.graph.output] == outputs
-    assert all(o.type.tensor_type.shape.dim[0].dim_param == "batch" for o in [*proto.graph.input, *proto.graph.output])
+    shapes = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in [*proto.graph.input, *proto.graph.output]]
+    assert shapes == [["batch", 3, 112, 112], ["batch", 16], ["batch"]][: len(shapes)]
     model, pre, _ = load_model(ckpt)
     props = {p.key: p.value for p in proto.metadata_props}
     assert Preprocessing.from_dict(json.loads(props["preprocessing"])) == pre and len(props["checkpoint_sha256"]) == 64

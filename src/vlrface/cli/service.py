@@ -106,6 +106,7 @@ def serve(
     gallery: Path = typer.Option(None, help="Gallery folder, kept on disk across restarts (default: in memory only)."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos."),
     max_bytes: int = typer.Option(10 * 2**20, help="Largest accepted upload in bytes."),
+    max_pixels: int = typer.Option(50_000_000, help="Largest accepted image (width × height, read from its header)."),
     top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
     threshold: float = _THRESHOLD,
     quality_threshold: float = typer.Option(None, help="Default for /identify: flag probes whose quality (PRM) is below this."),
@@ -120,7 +121,7 @@ def serve(
     INDEXES.get(index)
     if gallery is None:
         typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
-    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, top=top, threshold=threshold,
+    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, max_pixels=max_pixels, top=top, threshold=threshold,
                      quality_threshold=quality_threshold, index=index, device=device)
     uvicorn.run(web, host=host, port=port, log_level="warning")
 

@@ -15,6 +15,8 @@ FastAPI reads the endpoints' annotations, which name locally imported classes.)
 """
 
 import hashlib
+import re
+import struct
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
+DEFAULT_MAX_PIXELS = 50_000_000  # images whose header announces more get 413 before decoding (8K photos pass)
 MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
 BATCH = 64
 
@@ -156,6 +159,42 @@ class FaceService:
                 self.gallery.save(self.gallery_dir)
 
 
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of a JPEG, PNG, BMP or PNM file; ``None`` for anything else.
+
+    Read before decoding: a few kB of PNG can inflate to gigabytes of pixels
+    (a decompression bomb), so the service checks the size the header
+    announces against its pixel limit first.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if m := _PNM_HEADER.match(data):
+        return int(m[1]), int(m[2])
+    if data[:2] == b"\xff\xd8":  # JPEG: walk the segments to the first start-of-frame
+        i = 2
+        while i + 9 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+            elif marker in _JPEG_SOF:
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return w, h
+            elif 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+                i += 2
+            else:
+                i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+_PNM_HEADER = re.compile(rb"P[1-6](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)")
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
 def decode_upload(data: bytes) -> np.ndarray | None:
     """Encoded image bytes → RGB uint8 (grey and 16-bit files converted), or ``None``."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
@@ -168,6 +207,7 @@ def create_app(
     *,
     align: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     top: int = 5,
     threshold: float = 0.3,
     quality_threshold: float | None = None,
@@ -199,9 +239,14 @@ def create_app(
             raise HTTPException(413, f"upload too large: limit {max_bytes} bytes")
         if not data:
             raise HTTPException(400, "empty upload: send an image file in the 'image' form field")
+        size = image_dimensions(data)
+        if size is None:
+            raise HTTPException(415, f"'{image.filename}' is not a decodable image: JPEG, PNG, BMP or PNM (PGM/PPM) expected")
+        if size[0] * size[1] > max_pixels:
+            raise HTTPException(413, f"image too large: {size[0]}×{size[1]} pixels, limit {max_pixels:,}")
         img = decode_upload(data)
         if img is None:
-            raise HTTPException(415, f"'{image.filename}' is not a decodable image (JPEG, PNG, BMP, PGM …)")
+            raise HTTPException(415, f"'{image.filename}' is not a decodable image: its header is fine but the data is damaged")
         try:
             return service.face(img)
         except NoFaceError as e:

@@ -69,6 +69,9 @@ def to_onnx(
         dynamic_axes={n: {0: "batch"} for n in ["input", *names]}, opset_version=opset, dynamo=False,
     )
     proto = onnx.load_from_string(buf.getvalue())
+    dim = proto.graph.output[0].type.tensor_type.shape.dim[1]  # the tracer leaves D symbolic after normalize
+    dim.Clear()
+    dim.dim_value = model.embedding_size
     meta = {"preprocessing": json.dumps(preprocessing.to_dict()), "flip": json.dumps(flip), **(metadata or {})}
     onnx.helper.set_model_props(proto, meta)
     proto.producer_name = "vlrface"
