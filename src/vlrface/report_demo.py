@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,10 @@ import torch
 
 from .data.degrade import degrade
 from .data.synth import SynthFaces
+from .errors import UserError
 from .eval import metrics
 from .eval.embed import load_faces, raw_pixels
-from .eval.protocols import AttVLR
+from .eval.protocols import PROTOCOLS, GalleryProbeProtocol
 from .preprocess import Preprocessing
 from .train.checkpoint import load_model
 
@@ -53,12 +55,14 @@ def synthetic_probe_set(seed: int, identities: int, probes_per_identity: int, of
                     _float(gallery), ids, _float(probes), pids)
 
 
-def att_probe_set(root: Path) -> ProbeSet:
-    """att-vlr (DESIGN.md §4) as the ``att-vlr`` protocol defines it: subjects 21–40, gallery image 1."""
-    proto = AttVLR().load(root)
+def protocol_probe_set(name: str, root: Path) -> ProbeSet:
+    """A gallery/probe protocol (``att-vlr``, ``lfw-vlr`` …) loaded once as tensors, files and crops as it defines them."""
+    proto = PROTOCOLS.build(name).load(root)
+    if not isinstance(proto, GalleryProbeProtocol):
+        raise UserError(f"protocol {name} has no gallery and probes; use a gallery/probe one such as att-vlr or lfw-vlr")
     gallery, _ = load_faces(proto.gallery, proto.crop, None)
     probes, _ = load_faces(proto.probes, proto.crop, None)
-    return ProbeSet("att-vlr", f"ORL/AT&T subjects 21–40 ({root})", gallery, np.array(proto.gallery_ids),
+    return ProbeSet(name, f"{proto.description} ({root})", gallery, np.array(proto.gallery_ids),
                     probes, np.array(proto.probe_ids))
 
 
@@ -119,21 +123,26 @@ def evaluate(embed: Embedder, ps: ProbeSet, sizes=SIZES) -> dict[str, Any]:
     return out
 
 
-def evaluate_and_report(out: Path, paths: dict[str, Path], plan, att: Path | None) -> dict[str, Any]:
+def evaluate_and_report(out: Path, paths: dict[str, Path], plan, att: Path | None,
+                        seconds: dict[str, float] | None = None) -> dict[str, Any]:
+    """Evaluate the checkpoints on every probe set and write the report; ``seconds`` gains the evaluation's time."""
     from .demo import TEST_IDENTITY_OFFSET
 
+    t0 = time.perf_counter()
     sets = [synthetic_probe_set(0, plan.test_identities, plan.probes_per_identity, TEST_IDENTITY_OFFSET)]
     if att is not None:
-        sets.append(att_probe_set(att))
+        sets.append(protocol_probe_set("att-vlr", att))
     embedders: dict[str, Embedder] = {"raw-pixels": raw_pixel_embedder}
     for name in ("arcface", "ri"):
         model, pre, _ = load_model(paths[name])
         embedders[name] = model_embedder(model, pre)
     results = {ps.name: {m: evaluate(e, ps) for m, e in embedders.items()} for ps in sets}
+    seconds = {**(seconds or {}), "evaluate": round(time.perf_counter() - t0, 1)}
     report = {
         "data": {ps.name: ps.source for ps in sets},
         "checkpoints": {k: str(v) for k, v in paths.items()},
         "plan": plan.__dict__,
+        "seconds": seconds,  # wall time per stage (a resumed stage counts only what it ran)
         "results": results,
         "verdict": verdict(results),
     }

@@ -30,4 +30,6 @@ def demo(
     console = Console()
     for line in report["verdict"]:
         console.print(f"• {line}")
-    console.print(f"\nreport: {out / 'report.md'}  plots: {out}/*.png  checkpoints: {out}/*/model.pt")
+    times = "  ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
+    console.print(f"\ntime: {times}")
+    console.print(f"report: {out / 'report.md'}  plots: {out}/*.png  checkpoints: {out}/*/model.pt")
