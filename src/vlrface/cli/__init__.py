@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 
 # Verb modules register their commands on ``app`` when imported.
-from . import bench, demo, embed, enrol, evaluate, quality, service, train  # noqa: E402,F401
+from . import ablate, bench, demo, embed, enrol, evaluate, quality, service, train  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:
