@@ -150,3 +150,30 @@ def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding
     r = client.post("/embed", files=upload(png(1)[:60]))  # a good header, the rest cut off
     assert r.status_code == 415 and "data is damaged" in r.json()["detail"]
     assert client.post("/embed", files=upload(cv2.imencode(".jpg", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes())).status_code == 200
+
+
+
+def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_the_end(ckpt):
+    """Driven at the ASGI level: the test client would read the whole body itself, hiding what the app reads."""
+    import anyio
+
+    from vlrface.serve.app import MULTIPART_SLACK, create_app
+
+    app = create_app(ckpt, max_bytes=MAX_BYTES)
+    head = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    chunks = [head] + [b"\0" * 65536] * 64 + [b"\r\n--xx--\r\n"]  # 4 MB, no Content-Length
+    read, sent = [], []
+
+    async def receive():
+        read.append(1)
+        return {"type": "http.request", "body": chunks[len(read) - 1], "more_body": len(read) < len(chunks)}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/embed", "raw_path": b"/embed",
+             "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1), "server": ("t", 80),
+             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), (b"transfer-encoding", b"chunked")]}
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 413 and b"too large" in sent[1]["body"]
+    assert len(read) <= (MAX_BYTES + MULTIPART_SLACK) // 65536 + 2  # stopped reading: never spooled the 4 MB

@@ -225,6 +225,30 @@ def create_app(
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
     app.state.service = service
 
+    class BodyLimit:
+        """Counts body bytes as they arrive: a chunked upload (no Content-Length) stops at the limit
+        instead of being spooled whole to disk by the multipart parser."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                return await self.app(scope, receive, send)
+            seen = 0
+
+            async def counted() -> dict:
+                nonlocal seen
+                message = await receive()
+                seen += len(message.get("body", b""))
+                if seen > max_bytes + MULTIPART_SLACK:
+                    raise HTTPException(413, f"upload too large: limit {max_bytes} bytes")
+                return message
+
+            await self.app(scope, counted, send)
+
+    app.add_middleware(BodyLimit)
+
     @app.middleware("http")
     async def refuse_oversized(request: Request, call_next: Any) -> Any:
         """Reject by Content-Length before the body is parsed; chunked bodies are checked on read."""
