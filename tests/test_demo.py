@@ -25,7 +25,8 @@ def test_demo_writes_report_plots_and_checkpoints(tmp_path, monkeypatch):
     assert "fnmr@reject=0.3|ri" in synth["ri"]["8px"] and "fnmr@reject=0.3|norm" in synth["ri"]["8px"]
     assert any("RI" in line and "ArcFace" in line for line in report["verdict"])
     assert "synthetic faces" in (tmp_path / "report.md").read_text()
-    assert set(saved["seconds"]) == {"pretrain", "arcface", "ri", "evaluate"}
+    stages = {"pretrain", "arcface", "ri", "evaluate"}
+    assert set(saved["seconds"]) == stages | {f"cpu:{s}" for s in stages}
 
 
 def test_demo_rejects_missing_att_folder(tmp_path, capsys):

@@ -30,6 +30,7 @@ def demo(
     console = Console()
     for line in report["verdict"]:
         console.print(f"• {line}")
-    times = "  ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
+    sec = report["seconds"]
+    times = "  ".join(f"{k} {v:.0f} s (CPU {sec[f'cpu:{k}']:.0f} s)" for k, v in sec.items() if not k.startswith("cpu:"))
     console.print(f"\ntime: {times}")
     console.print(f"report: {out / 'report.md'}  plots: {out}/*.png  checkpoints: {out}/*/model.pt")
