@@ -102,3 +102,14 @@ def test_aggregate_mean_and_sample_std():
     assert stat["n"] == 3 and stat["mean"] == pytest.approx(0.7)
     assert stat["std"] == pytest.approx(np.sqrt(((0.2 ** 2) * 2) / 2))  # ddof = 1
     assert aggregate(runs[:1])["s"]["16px"]["rank1"]["std"] == 0.0
+
+
+def test_table_only_trains_nothing(tmp_path):
+    out = tmp_path / "out"
+    main_args = ["ablate", "--plan", str(write_plan(tmp_path)), "--out", str(out), "--table-only"]
+    with pytest.raises(SystemExit) as e:
+        main(main_args)
+    assert e.value.code == 0
+    assert not (out / "synthetic" / "pretrain").exists()
+    rows = json.loads((out / "summary.json").read_text())["datasets"]["synthetic"]["rows"]
+    assert list(rows) == ["raw-pixels"]  # no run finished yet: only the reference row

@@ -28,11 +28,16 @@ def ablate(
     seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. '0 1 2' or 0,1,2 [default: the plan's]."),
     datasets: str | None = typer.Option(None, "--datasets", help="Only these datasets of the plan (comma-separated)."),
     variants: str | None = typer.Option(None, "--variants", help="Only these variants of the plan (comma-separated)."),
+    table_only: bool = typer.Option(False, "--table-only", help="Train nothing: tabulate the runs finished so far."),
 ) -> None:
     """Pre-train once per dataset, fine-tune every variant × seed identically, evaluate, tabulate (mean ± std)."""
     from ..ablate import Ablation, load_plan
 
     chosen = load_plan(plan, _list(seeds, "seeds", int), _list(datasets, "datasets"), _list(variants, "variants"))
     console = Console()
-    Ablation(chosen, out, log=console.print).run()
+    ablation = Ablation(chosen, out, log=console.print)
+    if table_only:
+        ablation.summarise()
+    else:
+        ablation.run()
     console.print(f"table: {out / 'summary.md'}  figures: {out / 'summary.json'}  runs: {out}/DATASET/VARIANT/seedN/")
