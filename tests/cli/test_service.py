@@ -54,6 +54,18 @@ def test_identify_builds_once_then_reuses_the_gallery(ckpt, folder, tmp_path, ca
     assert code == 0 and "unknown" in out and "cat(1.00)" in out  # the table lists the candidates anyway
 
 
+def test_identify_with_the_nac_matcher(ckpt, folder, tmp_path, capsys):
+    gdir = tmp_path / "g"
+    assert run(["identify", "--ckpt", ckpt, "--gallery", gdir, "--build", folder], capsys)[0] == 0
+    code, out, _ = run(["identify", "--ckpt", ckpt, "--gallery", gdir, "--json", "--matcher", "nac", "--nac-temperature", 0.01,
+                        "--threshold", 0.0, "--probe", folder / "ben"], capsys)
+    (row,) = json.loads(out)
+    assert code == 0 and row["identity"] == "ben" and 0 < row["score"] <= 1  # a probability, not a cosine
+    assert sum(c["score"] for c in row["candidates"]) == pytest.approx(1.0, abs=1e-5)  # 3 identities ≤ k: the full softmax
+    code, _, err = run(["identify", "--ckpt", ckpt, "--gallery", gdir, "--matcher", "knn", "--probe", folder], capsys)
+    assert code == 2 and "unknown matcher 'knn'" in err
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

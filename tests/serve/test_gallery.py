@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vlrface.errors import UserError
+from vlrface.eval.matchers import MATCHERS
 from vlrface.serve.gallery import IVF_MIN_TRAIN, UNKNOWN, Gallery
 
 
@@ -49,6 +50,24 @@ def test_identify_ranks_identities_by_best_entry_and_says_unknown():
     assert not p0.unknown and not p0.low_quality
     assert p1.identity == UNKNOWN and p1.unknown and p1.low_quality
     assert p1.candidates[0][1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_identify_with_nac_scores_prototypes_and_thresholds_the_probability():
+    g = Gallery(2)
+    # alice: entries at 0° and 90° → prototype at 45°; bob at 180°
+    g.add([[1, 0], [0, 1], [-1, 0]], ["alice", "alice", "bob"])
+    nac = MATCHERS.build("nac", k=2, temperature=0.5)
+    probe = np.array([[np.cos(np.radians(30)), np.sin(np.radians(30))]])
+    (r,) = g.identify(probe, k=2, threshold=0.97, matcher=nac)
+    c = np.cos(np.radians([15, 150]))  # to alice's prototype, to bob
+    p = np.exp(c / 0.5) / np.exp(c / 0.5).sum()
+    assert [i for i, _ in r.candidates] == ["alice", "bob"]
+    assert [s for _, s in r.candidates] == pytest.approx(p.tolist(), rel=1e-5)
+    assert r.identity == "alice" and r.score == pytest.approx(p[0]) and not r.unknown  # p ≈ 0.975
+    (r,) = g.identify(probe, k=2, threshold=0.98, matcher=nac)
+    assert r.unknown and r.identity == UNKNOWN
+    (r,) = Gallery(2).identify(probe, matcher=nac)  # an empty gallery answers unknown, as without a matcher
+    assert r.unknown and r.candidates == []
 
 
 def test_remove_drops_every_entry_of_an_identity():

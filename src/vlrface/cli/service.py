@@ -50,9 +50,16 @@ def identify(
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     device: str = _DEVICE,
+    matcher: str = typer.Option("cosine", help="cosine (best entry, via the index) or nac (exact; --threshold then "
+                                "applies to the top-1 probability, docs/nac.md)."),
+    nac_k: int = typer.Option(16, help="NAC: identity prototypes in the softmax."),
+    nac_temperature: float = typer.Option(1.0, help="NAC: softmax temperature T."),
 ) -> None:
     """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold and quality flags."""
+    from ..eval.matchers import MATCHERS
     from ..serve.app import FaceService
+
+    match = None if matcher == "cosine" else MATCHERS.build(matcher, k=nac_k, temperature=nac_temperature)
 
     probes = [*probe, *(inputs or [])]
     if build is None and not Gallery.exists(gallery):
@@ -70,7 +77,7 @@ def identify(
         raise UserError(f"gallery {gallery} is empty")
     skips = SkipReport()
     emb, q, keep = service.encode_files([f for f, _ in files], skips)
-    results = service.gallery.identify(emb, top, threshold, q, quality_threshold)
+    results = service.gallery.identify(emb, top, threshold, q, quality_threshold, match)
     rows = [{"probe": str(files[i][0]), **r.to_dict()} for i, r in zip(keep, results)]
     if as_json:
         for r in rows:

@@ -39,6 +39,7 @@ import faiss
 import numpy as np
 
 from ..errors import UserError
+from ..eval.matchers import Matcher
 from ..registry import Registry
 
 FORMAT = "vlrface-gallery-1"
@@ -190,16 +191,35 @@ class Gallery:
         threshold: float = 0.3,
         probe_quality: np.ndarray | None = None,
         quality_threshold: float | None = None,
+        matcher: Matcher | None = None,
     ) -> list[Identification]:
-        """Top-``k`` distinct identities per probe (an identity scores its best entry).
+        """Top-``k`` distinct identities per probe.
 
+        By default an identity scores its best entry (cosine, through the
+        index); a ``matcher`` (e.g. NAC, :mod:`vlrface.eval.matchers`) scores
+        every identity exactly instead, and ``threshold`` applies to its score.
         The answer is ``"unknown"`` when the best score is below ``threshold``;
         a probe whose quality is below ``quality_threshold`` is flagged
         ``low_quality`` (still searched: the flag is advice, not a verdict).
         """
+        if matcher is None or not len(self):
+            ranked = self._ranked(probes, k)
+        else:
+            ranked = _matcher_ranked(matcher.fit(self.vectors, self.ids), probes, k)
+        out = []
+        for p, cands in enumerate(ranked):
+            best_id, best = cands[0] if cands else (UNKNOWN, float("-inf"))
+            q = None if probe_quality is None else float(probe_quality[p])
+            low = quality_threshold is not None and q is not None and not q >= quality_threshold
+            unknown = best < threshold
+            out.append(Identification(UNKNOWN if unknown else best_id, best, unknown, low, q, cands))
+        return out
+
+    def _ranked(self, probes: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Per probe, the top-``k`` identities by their best entry's cosine (index search)."""
         per_id = max(self.identities.values(), default=1)
         scores, ids = self.search(probes, min(len(self), k * per_id) or k)
-        out = []
+        ranked = []
         for p in range(len(scores)):
             seen: dict[str, float] = {}
             for s, i in zip(scores[p], ids[p]):
@@ -207,13 +227,8 @@ class Gallery:
                     seen[i] = float(s)
                 if len(seen) == k:
                     break
-            cands = list(seen.items())
-            best_id, best = cands[0] if cands else (UNKNOWN, float("-inf"))
-            q = None if probe_quality is None else float(probe_quality[p])
-            low = quality_threshold is not None and q is not None and not q >= quality_threshold
-            unknown = best < threshold
-            out.append(Identification(UNKNOWN if unknown else best_id, best, unknown, low, q, cands))
-        return out
+            ranked.append(list(seen.items()))
+        return ranked
 
     # --- persistence -----------------------------------------------------
 
@@ -277,6 +292,13 @@ class Gallery:
         g = cls(int(meta["dim"]), meta["index"], meta.get("checkpoint") or checkpoint, **meta.get("index_params", {}))
         g.vectors, g.ids, g.quality, g._index = vectors.astype(np.float32), ids, quality.astype(np.float32), index
         return g
+
+
+def _matcher_ranked(matcher: Matcher, probes: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    """Per probe, the top-``k`` identities by a fitted matcher's scores (exact, over all identities)."""
+    scores = matcher.scores(_normalise(probes))
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [[(str(matcher.identities[j]), float(scores[p, j])) for j in row] for p, row in enumerate(order)]
 
 
 def _write(path: Path, write: Callable[[Any], Any]) -> None:
