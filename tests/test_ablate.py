@@ -21,7 +21,7 @@ def write_plan(tmp_path, **changes):
         "datasets": {"synthetic": {
             "recipe": "demo", "overrides": TINY, "eval": ["synthetic"],
             "pretrain": ["model.pam=false", "model.prm=false", "ri.enabled=false", "train.steps=3"],
-            "finetune": ["train.steps=2"],
+            "finetune": ["train.steps=2"], "sizes": [16, 8],  # the dataset's sizes win over the plan's
         }},
         "variants": {"arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
                      "full": ["model.pam=true", "model.prm=true", "ri.enabled=true"]},
@@ -38,6 +38,7 @@ def test_tiny_plan_end_to_end_then_resume_skips_finished_runs(tmp_path):
     rows = summary["datasets"]["synthetic"]["rows"]
     assert list(rows) == ["raw-pixels", "arcface", "full"]
     assert rows["arcface"]["synthetic"]["16px"]["rank1"]["n"] == 1
+    assert set(rows["raw-pixels"]["synthetic"]) == set(rows["full"]["synthetic"]) == {"16px", "8px"}
     assert "fnmr@reject=0.3|ri" in rows["full"]["synthetic"]["16px"]  # the PRM's quality is evaluated
     assert "fnmr@reject=0.3|ri" not in rows["arcface"]["synthetic"]["16px"]
     result = json.loads((out / "synthetic" / "full" / "seed0" / "result.json").read_text())

@@ -63,6 +63,7 @@ class DatasetPlan:
     pretrain: list[str] = field(default_factory=list)  # the HR pre-training stage
     finetune: list[str] = field(default_factory=list)  # every fine-tune, before the variant's
     variants: list[str] | None = None  # None = all of the plan's
+    sizes: list[int | None] | None = None  # probe sizes; None = the plan's
     data_seed: int = 0  # pre-training seed; its training images are every run's
 
 
@@ -177,9 +178,9 @@ class Ablation:
                                       if name == SYNTHETIC else protocol_probe_set(name, Path(self.plan.data[name])))
         return self._probe_sets[name]
 
-    def evaluate(self, embed, eval_sets: list[str]) -> dict[str, Any]:
-        sizes = tuple(self.plan.sizes)
-        return _without_curves({e: evaluate(embed, self.probe_set(e), sizes) for e in eval_sets})
+    def evaluate(self, embed, ds: DatasetPlan) -> dict[str, Any]:
+        sizes = tuple(self.plan.sizes if ds.sizes is None else ds.sizes)
+        return _without_curves({e: evaluate(embed, self.probe_set(e), sizes) for e in ds.eval})
 
     def pretrain(self, dataset: str, data: TrainData) -> Path:
         cfg = pretrain_config(self.plan.datasets[dataset], self.out / dataset / "pretrain")
@@ -216,7 +217,7 @@ class Ablation:
         trainer = Trainer(cfg, data=data, progress=False)
         trainer.fit()
         model, pre, _ = load_model(Path(cfg.out) / "model.pt")
-        results = self.evaluate(model_embedder(model, pre), self.plan.datasets[dataset].eval)
+        results = self.evaluate(model_embedder(model, pre), self.plan.datasets[dataset])
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         _write_json(Path(cfg.out) / "result.json", {
             "dataset": dataset, "variant": variant, "seed": seed, "overrides": self.plan.variants[variant],
@@ -229,9 +230,9 @@ class Ablation:
 
     def summarise(self) -> dict[str, Any]:
         """Mean ± std over seeds of every finished run (and raw pixels); writes summary.json and summary.md."""
-        summary: dict[str, Any] = {"sizes": self.plan.sizes, "seeds": self.plan.seeds, "datasets": {}}
+        summary: dict[str, Any] = {"seeds": self.plan.seeds, "datasets": {}}
         for dataset, ds in self.plan.datasets.items():
-            rows: dict[str, Any] = {RAW: self.raw_pixels(ds.eval)}
+            rows: dict[str, Any] = {RAW: aggregate([self.evaluate(raw_pixel_embedder, ds)])}
             for variant in ds.variants:
                 found = [run_dir(self.out, dataset, variant, s) / "result.json" for s in self.plan.seeds]
                 results = [json.loads(p.read_text())["results"] for p in found if p.is_file()]
@@ -241,9 +242,6 @@ class Ablation:
         _write_json(self.out / "summary.json", summary)
         (self.out / "summary.md").write_text(markdown(summary))
         return summary
-
-    def raw_pixels(self, eval_sets: list[str]) -> dict[str, Any]:
-        return aggregate([self.evaluate(raw_pixel_embedder, eval_sets)])
 
 
 def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
