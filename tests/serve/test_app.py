@@ -82,7 +82,9 @@ def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
         miss = c.post("/identify", params={"threshold": 1.01}, files=upload(png(2))).json()
         assert miss["identity"] == "unknown" and miss["unknown"]
         flagged = c.post("/identify", params={"quality_threshold": 1e9}, files=upload(png(2))).json()
-        assert flagged["low_quality"]
+        assert flagged["low_quality"] and "embedding" not in flagged
+        full = c.post("/identify", params={"embedding": True}, files=upload(png(2))).json()
+        assert full["identity"] == "bob" and np.allclose(full["embedding"], body["embedding"], atol=1e-6)
 
         # bad uploads → 4xx with a JSON message
         assert c.post("/embed", files=upload(b"")).status_code == 400

@@ -131,12 +131,12 @@ class FaceService:
         d = self.model.embedding_size
         return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0)), keep
 
-    def identify(
-        self, faces: list[np.ndarray], k: int = 5, threshold: float = 0.3, quality_threshold: float | None = None
+    def search(
+        self, emb: np.ndarray, quality: np.ndarray, k: int = 5, threshold: float = 0.3, quality_threshold: float | None = None
     ) -> list[Identification]:
-        emb, q = self.encode(faces)
+        """Gallery answers for embeddings from :meth:`encode`, under the lock (enrolment may run beside it)."""
         with self.lock:
-            return self.gallery.identify(emb, k, threshold, q, quality_threshold)
+            return self.gallery.identify(emb, k, threshold, quality, quality_threshold)
 
     def enrol(self, identities: list[str], faces: list[np.ndarray]) -> np.ndarray:
         """Add faces under the given identities and persist; returns their quality."""
@@ -288,12 +288,16 @@ def create_app(
 
     @app.post("/identify")
     def identify(
-        image: UploadFile = File(...), top_k: int = top, threshold: float = threshold, quality_threshold: float | None = quality_threshold
+        image: UploadFile = File(...), top_k: int = top, threshold: float = threshold,
+        quality_threshold: float | None = quality_threshold, embedding: bool = False,
     ) -> dict[str, Any]:
         if top_k < 1:
             raise HTTPException(400, "top_k must be ≥ 1")
-        res = service.identify([read_face(image)], top_k, threshold, quality_threshold)[0].to_dict()
+        emb, q = service.encode([read_face(image)])
+        res = service.search(emb, q, top_k, threshold, quality_threshold)[0].to_dict()
         res["quality"] = _num(res["quality"])
+        if embedding:  # one call for the whole answer: identities, quality and the embedding
+            res["embedding"] = emb[0].tolist()
         return res
 
     @app.get("/gallery")
