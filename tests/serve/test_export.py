@@ -86,6 +86,7 @@ def test_flip_is_baked_into_the_graph(ckpt, tmp_path):
     (["--onnx", "dir.onnx"], "is a folder"),
     (["--onnx", "file.bin/m.onnx"], "cannot create the folder"),
     (["--onnx", "m.onnx", "--opset", "9"], "--opset 9 is too old"),
+    (["--onnx", "m.onnx", "--opset", "99"], "--opset 99: Unsupported onnx_opset_version"),
 ])
 def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -64,10 +64,15 @@ def to_onnx(
     names = output_names(model)
     x = torch.zeros(2, 3, preprocessing.size, preprocessing.size, device=next(model.parameters()).device)
     buf = io.BytesIO()
-    torch.onnx.export(  # the wrapper in eval mode: the exporter restores its mode, and with it the model's, afterwards
-        DeployedModel(model, flip).eval(), (x,), buf, input_names=["input"], output_names=names,
-        dynamic_axes={n: {0: "batch"} for n in ["input", *names]}, opset_version=opset, dynamo=False,
-    )
+    try:
+        torch.onnx.export(  # the wrapper in eval mode: the exporter restores its mode, and with it the model's, afterwards
+            DeployedModel(model, flip).eval(), (x,), buf, input_names=["input"], output_names=names,
+            dynamic_axes={n: {0: "batch"} for n in ["input", *names]}, opset_version=opset, dynamo=False,
+        )
+    except RuntimeError as e:
+        if "opset" not in str(e).lower():
+            raise
+        raise UserError(f"--opset {opset}: {str(e).splitlines()[0][:120]} (the default, {OPSET}, works)") from None
     proto = onnx.load_from_string(buf.getvalue())
     dim = proto.graph.output[0].type.tensor_type.shape.dim[1]  # the tracer leaves D symbolic after normalize
     dim.Clear()
