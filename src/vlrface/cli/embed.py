@@ -49,17 +49,17 @@ def embed(
     out: Path = typer.Option(..., help="Output FILE.npy; FILE.json (paths, quality, skipped) is written beside it."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first; no-face images are reported."),
     flip: bool = typer.Option(False, "--flip", help="Add the mirrored image's embedding (test-time augmentation)."),
-    batch_size: int = typer.Option(256, min=1, help="Images read and embedded per step (memory bound)."),
+    batch_size: int = typer.Option(64, min=1, help="Images per model call (images are read 4 batches at a time)."),
     device: str = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …"),
 ) -> None:
     """Images, folders or a file list → L2-normalised embeddings (.npy) + paths and quality (.json)."""
     from ..serve.app import FaceService
 
     files = [f for f, _ in image_files(inputs)]
-    service = FaceService(ckpt, align=align, device=device, flip=flip)
+    service = FaceService(ckpt, align=align, device=device, flip=flip, batch_size=batch_size)
     _writable(out, ".npy", "--out")
     skips = SkipReport()
-    emb, q, keep = service.encode_files(files, skips, chunk=batch_size)
+    emb, q, keep = service.encode_files(files, skips, chunk=4 * batch_size)
     if not keep:
         skips.print_summary()
         raise UserError(f"no usable image among {len(files)} input(s); nothing written")

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
 DEFAULT_MAX_PIXELS = 50_000_000  # images whose header announces more get 413 before decoding (8K photos pass)
 MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
-BATCH = 64
+BATCH = 64  # model batch: enough to fill a CPU, small enough for any GPU at 112×112
 
 
 def checkpoint_hash(path: str | Path) -> str:
@@ -67,11 +67,12 @@ class FaceService:
         device: str = "cpu",
         rebuild: bool = False,
         flip: bool = False,
+        batch_size: int = BATCH,
     ) -> None:
         """``rebuild=True`` starts an empty gallery that replaces the saved one at the next save;
         ``flip`` adds the mirrored image's embedding (see :meth:`FaceModel.infer`)."""
         self.model, self.preprocessing, _ = load_model(ckpt, device)
-        self.device, self.flip = device, flip
+        self.device, self.flip, self.batch_size = device, flip, batch_size
         self.checkpoint = checkpoint_hash(ckpt)
         self.gallery_dir = Path(gallery_dir) if gallery_dir else None
         if self.gallery_dir and Gallery.exists(self.gallery_dir) and not rebuild:
@@ -98,8 +99,9 @@ class FaceService:
         """Face crops → L2-normalised embeddings ``[N,D]`` and PRM quality ``[N]`` (NaN without a PRM)."""
         embs, quals = [], []
         with self.lock, torch.inference_mode():
-            for i in range(0, len(faces), BATCH):
-                e, q = self.model.infer(self.preprocessing.to_tensor(faces[i : i + BATCH]).to(self.device), self.flip)
+            for i in range(0, len(faces), self.batch_size):
+                x = self.preprocessing.to_tensor(faces[i : i + self.batch_size]).to(self.device)
+                e, q = self.model.infer(x, self.flip)
                 embs.append(e.cpu().numpy())
                 quals.append(q.cpu().numpy() if q is not None else np.full(len(e), np.nan, np.float32))
         d = self.model.embedding_size
