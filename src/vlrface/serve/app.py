@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 import torch
-from rich.progress import track
 
 from ..data.align import YuNetDetector
-from ..data.readers import SkipReport, read_image
+from ..data.readers import SkipReport
 from ..errors import UserError
 from ..train.checkpoint import load_model
 from .gallery import Gallery, Identification
+from .inputs import read_faces
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -111,25 +111,15 @@ class FaceService:
         """Embeddings and quality of the readable images with a face, and their positions in ``files``.
 
         Unreadable files and (aligning) images without a face go to ``skips``
-        with the reason. Streams in chunks so a large input never holds all
-        its images in memory.
+        with the reason (see :func:`~vlrface.serve.inputs.read_faces`, which
+        also keeps memory bounded by reading ``chunk`` files at a time).
         """
         embs, quals, keep = [], [], []
-        starts = range(0, len(files), chunk)
-        for start in track(starts, description="embedding", transient=True, disable=len(files) <= chunk):
-            faces = []
-            for i in range(start, min(start + chunk, len(files))):
-                img = read_image(files[i], skips)
-                if img is None:
-                    continue
-                try:
-                    faces.append(self.face(img))
-                    keep.append(i)
-                except NoFaceError:
-                    skips.add(files[i], "no face found")
+        for pos, faces in read_faces(files, self.face, skips, chunk):
             e, q = self.encode(faces)
             embs.append(e)
             quals.append(q)
+            keep += pos
         d = self.model.embedding_size
         return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0)), keep
 
