@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vlrface.data.readers import LFW_VLR_MIN_IMAGES, lfw_vlr_split, read_image_folder
-from vlrface.eval.embed import EmbeddingCache, Embedded, ImageSet, ModelEmbedder
+from vlrface.eval.embed import EmbeddingCache, ImageSet, ModelEmbedder
 from vlrface.eval.matchers import MATCHERS
 from vlrface.eval.protocols import PROTOCOLS, held_out_people, identify, setting_name
 from vlrface.models import build_model
