@@ -3,6 +3,7 @@
     python benchmarks/gpu_bench.py --out DIR [--arcface-torch PATH]
     torchrun --nproc_per_node=1 benchmarks/gpu_bench.py --out DIR --only ddp
     python benchmarks/gpu_bench.py --out DIR --only compile
+    python benchmarks/gpu_bench.py --out DIR --only data     # ~2 min: the data path alone
 
 Each case is ``vlrface.bench.train.run`` — the same function as
 ``vlrface bench train`` with the matching flags. ``--arcface-torch`` points at
@@ -14,6 +15,7 @@ recipe (fp16 GradScaler, SGD, grad-clip 5) next to ours in the same process.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import socket
@@ -152,16 +154,39 @@ def compile_cases(out: Path) -> list[dict]:
     return rows
 
 
+def data_cases(out: Path, old: str) -> list[dict]:
+    """Degradation per batch, old per-group code (``old``: git rev or saved file) vs batched matrices,
+    then the data share of a step with on-device and host-loader data."""
+    from bench_degrade import compare, old_module  # benchmarks/, next to this script
+
+    new = importlib.import_module("vlrface.data.degrade")  # the package re-exports a function of that name
+    rows = compare({"old": old_module(old), "new": new}, torch.device("cuda"), reps=20)
+    for c in (TrainBench(model="iresnet50", ri=False, batch_size=512),
+              TrainBench(model="iresnet50", ri=False, batch_size=512, data="loader"),
+              TrainBench(model="iresnet50", ri=True, batch_size=128, data="loader"),
+              TrainBench(model="mobilefacenet", ri=False, batch_size=512, data="loader")):
+        rows.append(run(c))
+        print(json.dumps(rows[-1]), flush=True)
+        torch.cuda.empty_cache()
+    (out / "data.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--arcface-torch", default=None)
-    p.add_argument("--only", choices=["main", "ddp", "compile"], default="main",
-                   help="main: eager cases + side-by-side; ddp: under torchrun; compile: torch.compile cases")
+    p.add_argument("--old-degrade", default="7bf9499", help="--only data: git rev or saved file of the old degrade.py")
+    p.add_argument("--only", choices=["main", "ddp", "compile", "data"], default="main",
+                   help="main: eager cases + side-by-side; ddp: under torchrun; compile: torch.compile cases; "
+                        "data: degradation old vs new and the data share with the host loader")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.only == "compile":
         compile_cases(a.out)
+        return
+    if a.only == "data":
+        data_cases(a.out, a.old_degrade)
         return
     if a.only == "ddp":
         rows = [run(TrainBench(model="iresnet50", ri=False, batch_size=512, partial_fc_rate=r)) for r in (1.0, 0.3)]
