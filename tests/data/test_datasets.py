@@ -95,6 +95,7 @@ def test_ui_images_generated_and_from_folder(tiny_folder, capsys):
     ui = data.ui_images(9, seed=4)
     assert ui.shape == (9, 3, 112, 112) and 0 <= ui.min() and ui.max() <= 1
     assert torch.equal(ui, data.ui_images(9, seed=4))
+    torch.testing.assert_close(data.ui_images(9, seed=4, device="cpu"), ui)  # made where asked, same draws
     folder = build_train_data(synth_cfg(ui=UIConfig(folder=str(tiny_folder))), seed=0)
     ui = folder.ui_images(10, seed=0)  # 4 readable images, drawn with replacement
     assert ui.shape == (10, 3, 112, 112)

@@ -220,21 +220,24 @@ class TrainData:
         finally:
             self.skips.print_summary()
 
-    def ui_images(self, n: int, seed: int) -> torch.Tensor:
-        """``n`` unrecognisable images float ``[n,3,112,112]``: the UI folder, else :func:`make_ui`."""
+    def ui_images(self, n: int, seed: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` unrecognisable images float ``[n,3,112,112]``: the UI folder, else :func:`make_ui`.
+
+        ``device``: where the images are made (``make_ui`` runs there; its random draws stay on the CPU).
+        """
         rng = np.random.default_rng((int(seed), 0x0111))
         if self.ui_cfg.folder:
             if self._ui_pool is None:
                 self._ui_pool = self._read_ui_folder()
             pool = self._ui_pool
-            return to_float(pool[rng.choice(len(pool), n, replace=n > len(pool))])
+            return to_float(pool[rng.choice(len(pool), n, replace=n > len(pool))]).to(device)
         rows = rng.choice(len(self.index), n, replace=n > len(self.index))
         if self._cache is not None:
             images = to_float(self._cache[rows])
         else:
             images = to_float(np.stack([self._source.load(int(i)) for i in self.index[rows]]))
         gen = torch.Generator().manual_seed(int(seed))
-        return make_ui(images, gen, self.ui_cfg.max_px, self.ui_cfg.nonface_fraction)
+        return make_ui(images.to(device), gen, self.ui_cfg.max_px, self.ui_cfg.nonface_fraction)
 
     def _read_ui_folder(self) -> np.ndarray:
         root = Path(self.ui_cfg.folder)

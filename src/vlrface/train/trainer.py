@@ -217,8 +217,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def refresh_ui(self) -> None:
-        ui = self.data.ui_images(self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1)
-        self.objective.refresh(self.model, self.preprocessing.normalize(ui.to(self.device)))
+        ui = self.data.ui_images(self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1,
+                                 device=self.device)  # UI generation on the device, like the degradation
+        self.objective.refresh(self.model, self.preprocessing.normalize(ui))
 
     def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Network input for a batch: HR/VLR mix degraded on the device, then normalised."""
@@ -227,8 +228,9 @@ class Trainer:
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The training stream, resumable at ``start_step``."""
-        return self.data.batches(batch_size, start_step=start_step)
+        """The training stream, resumable at ``start_step``: made ahead and, for CUDA, pinned, so that
+        ``batch_inputs``' copy to the device is asynchronous."""
+        return self.data.batches(batch_size, start_step=start_step, pin_memory=self.device.type == "cuda")
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float] | None:
         """One optimisation step; ``None`` when a non-finite loss made it skip."""
