@@ -36,7 +36,7 @@ def test_tiny_plan_end_to_end_then_resume_skips_finished_runs(tmp_path):
     summary = Ablation(load_plan(write_plan(tmp_path)), out, log=lines.append).run()
     assert (out / "synthetic" / "pretrain" / "model.pt").is_file()
     rows = summary["datasets"]["synthetic"]["rows"]
-    assert list(rows) == ["raw-pixels", "arcface", "full"]
+    assert list(rows) == ["raw-pixels", "pre-trained (HR only)", "arcface", "full"]
     assert rows["arcface"]["synthetic"]["16px"]["rank1"]["n"] == 1
     assert set(rows["raw-pixels"]["synthetic"]) == set(rows["full"]["synthetic"]) == {"16px", "8px"}
     assert "fnmr@reject=0.3|ri" in rows["full"]["synthetic"]["16px"]  # the PRM's quality is evaluated

@@ -12,7 +12,8 @@ weights, dropout, which images are degraded and how), not the people.
 
 Each run writes ``result.json`` atomically when it is done, so a rerun skips
 finished runs and an interrupted one starts again. ``summary.json`` and
-``summary.md`` hold mean ± std over seeds, with raw pixels as a reference row.
+``summary.md`` hold mean ± std over seeds, with raw pixels and the shared
+pre-training (no fine-tune) as reference rows.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .train.trainer import Trainer
 
 SYNTHETIC = "synthetic"  # eval set: held-out synthetic identities (the demo's)
 RAW = "raw-pixels"
+PRETRAINED = "pre-trained (HR only)"
 MAIN_METRICS = ("rank1", "tar@far=1e-2")
 QUALITY_METRICS = (f"fnmr@reject={ERC_REJECT}|ri", f"fnmr@reject={ERC_REJECT}|norm")
 
@@ -229,10 +231,14 @@ class Ablation:
         return f"{dataset} {variant} seed {seed}: {seconds:.0f} s, {next(iter(results))} {figures}"
 
     def summarise(self) -> dict[str, Any]:
-        """Mean ± std over seeds of every finished run (and raw pixels); writes summary.json and summary.md."""
+        """Mean ± std over seeds of every finished run (and the reference rows); writes summary.json and summary.md."""
         summary: dict[str, Any] = {"seeds": self.plan.seeds, "datasets": {}}
         for dataset, ds in self.plan.datasets.items():
             rows: dict[str, Any] = {RAW: aggregate([self.evaluate(raw_pixel_embedder, ds)])}
+            pretrained = self.out / dataset / "pretrain" / "model.pt"
+            if pretrained.is_file():  # where every fine-tune starts: what fine-tuning itself changed
+                model, pre, _ = load_model(pretrained)
+                rows[PRETRAINED] = aggregate([self.evaluate(model_embedder(model, pre), ds)])
             for variant in ds.variants:
                 found = [run_dir(self.out, dataset, variant, s) / "result.json" for s in self.plan.seeds]
                 results = [json.loads(p.read_text())["results"] for p in found if p.is_file()]
@@ -266,7 +272,7 @@ def _cell(stat: dict[str, Any] | None) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     lines = ["# vlrface ablation", "",
-             f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); raw pixels are deterministic.", ""]
+             f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); the reference rows (raw pixels, the shared pre-training before any fine-tune) are deterministic.", ""]
     for dataset, d in summary["datasets"].items():
         rows = d["rows"]
         cols = [(e, s) for e in d["eval"] for s in rows[RAW][e]]
