@@ -1,10 +1,11 @@
-"""Fixtures shared by the whole suite: the real-data locator and a tiny checkpoint."""
+"""Fixtures shared by the whole suite: the real-data locator, a tiny checkpoint, the CLI in-process."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.train.checkpoint import atomic_save, make_checkpoint
@@ -34,3 +35,16 @@ def ckpt(tmp_path_factory) -> Path:
     model = build_model(TINY_MODEL).eval()
     atomic_save(make_checkpoint(model=model, config={"model": TINY_MODEL}, preprocessing=Preprocessing()), path)
     return path
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli([verb, *args])`` → ``(exit code, stdout, stderr)`` of the ``vlrface`` command, run in-process."""
+
+    def run(argv) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return e.value.code, out.out, out.err
+
+    return run

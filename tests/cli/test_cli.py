@@ -7,12 +7,6 @@ from vlrface.cli import app, main
 VERBS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
 
 def test_all_design_verbs_exist():
     expected = {"demo", "train", "eval", "embed", "quality", "identify", "export", "serve", "align", "enrol", "bench"}
@@ -20,8 +14,8 @@ def test_all_design_verbs_exist():
 
 
 @pytest.mark.parametrize("verb", VERBS)
-def test_every_verb_has_help(verb, capsys):
-    code, out, _ = run([verb, "--help"], capsys)
+def test_every_verb_has_help(verb, cli):
+    code, out, _ = cli([verb, "--help"])
     assert code == 0 and "Usage" in out
 
 
@@ -32,7 +26,7 @@ def test_every_verb_has_help(verb, capsys):
         (["train", "demo", "train.stepz=3"], "unknown config key 'train.stepz'"),
     ],
 )
-def test_user_mistakes_are_one_line_exit_2(argv, message, capsys):
-    code, _, err = run(argv, capsys)
+def test_user_mistakes_are_one_line_exit_2(argv, message, cli):
+    code, _, err = cli(argv)
     assert code == 2
     assert message in err and err.count("\n") == 1

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.serve.app import FaceService
@@ -17,12 +16,6 @@ from vlrface.train.checkpoint import atomic_save, load_model, make_checkpoint
 
 LFW = Path(__file__).resolve().parents[2] / "../shared/data/lfw"
 
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def face(path: Path, seed: int, size: int = 112) -> Path:
@@ -44,10 +37,10 @@ def inputs(tmp_path):
     return [tmp_path / "photos", c, tmp_path / "list.txt"], [a, b, c, d]
 
 
-def test_embed_writes_rows_paths_quality_and_skips(ckpt, inputs, tmp_path, capsys):
+def test_embed_writes_rows_paths_quality_and_skips(ckpt, inputs, tmp_path, cli):
     args, usable = inputs
     out = tmp_path / "emb" / "all.npy"
-    code, stdout, err = run(["embed", "--ckpt", ckpt, "--out", out, "--batch-size", 1, *args], capsys)
+    code, stdout, err = cli(["embed", "--ckpt", ckpt, "--out", out, "--batch-size", 1, *args])
     assert code == 0, err
     assert "embedded 4 of 6 image(s)" in stdout and "skipped 2 unreadable" in err
     emb = np.load(out)
@@ -65,14 +58,14 @@ def test_embed_writes_rows_paths_quality_and_skips(ckpt, inputs, tmp_path, capsy
     assert meta["checkpoint_sha256"] == service.checkpoint and meta["flip"] is False and meta["align"] is False
 
 
-def test_flip_and_a_model_without_prm(tmp_path, capsys):
+def test_flip_and_a_model_without_prm(tmp_path, cli):
     cfg = {"backbone": "iresnet_nano", "embedding_size": 8, "pam": False, "prm": False}
     torch.manual_seed(0)
     ckpt = tmp_path / "plain.pt"
     atomic_save(make_checkpoint(model=build_model(cfg).eval(), config={"model": cfg}, preprocessing=Preprocessing()), ckpt)
     img = face(tmp_path / "x.png", 5)
     for flip in ([], ["--flip"]):
-        assert run(["embed", "--ckpt", ckpt, "--out", tmp_path / "e.npy", *flip, img], capsys)[0] == 0
+        assert cli(["embed", "--ckpt", ckpt, "--out", tmp_path / "e.npy", *flip, img])[0] == 0
         meta = json.loads((tmp_path / "e.json").read_text())
         assert meta["quality"] is None and meta["flip"] is bool(flip)
         model, pre, _ = load_model(ckpt)
@@ -87,28 +80,28 @@ def test_flip_and_a_model_without_prm(tmp_path, capsys):
     (["--out", "blocker/e.npy", "bad.jpg"], "cannot create the folder"),
     (["--out", "e.npy", "bad.jpg"], "no usable image among 1 input(s); nothing written"),
 ])
-def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, capsys, args, message):
+def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, cli, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.jpg").write_bytes(b"")
     (tmp_path / "blocker").write_bytes(b"a file where a folder should be")
-    code, _, err = run(["embed", "--ckpt", ckpt, *args], capsys)
+    code, _, err = cli(["embed", "--ckpt", ckpt, *args])
     assert code == 2 and message in err and err.strip().splitlines()[-1].startswith("vlrface: error")
     assert not (tmp_path / "e.npy").exists() and not (tmp_path / "e.json").exists()
 
 
-def test_missing_checkpoint(tmp_path, capsys):
+def test_missing_checkpoint(tmp_path, cli):
     img = face(tmp_path / "x.png", 1)
-    code, _, err = run(["embed", "--ckpt", tmp_path / "no.pt", "--out", tmp_path / "e.npy", img], capsys)
+    code, _, err = cli(["embed", "--ckpt", tmp_path / "no.pt", "--out", tmp_path / "e.npy", img])
     assert code == 2 and "checkpoint not found" in err
 
 
-def test_align_reports_images_without_a_face(ckpt, tmp_path, capsys):
+def test_align_reports_images_without_a_face(ckpt, tmp_path, cli):
     if not LFW.is_dir():
         pytest.skip(f"real LFW images not found at {LFW.resolve()} (shared data is absent on user machines)")
     photo = sorted(LFW.glob("Ab*/*_0001.jpg"))[0]
     shutil.copy(photo, tmp_path / photo.name)
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((160, 160, 3), 127, np.uint8))
-    code, stdout, err = run(["embed", "--ckpt", ckpt, "--align", "--out", tmp_path / "e.npy", tmp_path], capsys)
+    code, stdout, err = cli(["embed", "--ckpt", ckpt, "--align", "--out", tmp_path / "e.npy", tmp_path])
     assert code == 0 and "embedded 1 of 2" in stdout and "no face found" in err
     meta = json.loads((tmp_path / "e.json").read_text())
     assert meta["paths"] == [str(tmp_path / photo.name)] and meta["align"] is True

@@ -8,17 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.train.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
 
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 @pytest.fixture
@@ -37,9 +30,9 @@ def read_csv(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_ri_scores_match_the_model_and_unreadable_files_are_reported(ckpt, faces, tmp_path, capsys):
+def test_ri_scores_match_the_model_and_unreadable_files_are_reported(ckpt, faces, tmp_path, cli):
     out = tmp_path / "q" / "ri.csv"
-    code, stdout, err = run(["quality", "--ckpt", ckpt, "--method", "ri", "--out", out, faces], capsys)
+    code, stdout, err = cli(["quality", "--ckpt", ckpt, "--method", "ri", "--out", out, faces])
     assert code == 0 and "of 3 of 4 image(s)" in stdout
     assert "skipped 1 unreadable" in err and "broken.png" in err
     rows = read_csv(out.read_text())
@@ -52,8 +45,8 @@ def test_ri_scores_match_the_model_and_unreadable_files_are_reported(ckpt, faces
 
 
 @pytest.mark.parametrize("method", ["norm", "nan", "serfiq"])
-def test_other_scorers_print_csv_without_out(ckpt, faces, method, capsys):
-    code, stdout, err = run(["quality", "--ckpt", ckpt, "--method", method, faces / "sub", faces / "a.png"], capsys)
+def test_other_scorers_print_csv_without_out(ckpt, faces, method, cli):
+    code, stdout, err = cli(["quality", "--ckpt", ckpt, "--method", method, faces / "sub", faces / "a.png"])
     rows = read_csv(stdout)
     assert code == 0 and [Path(r["path"]).name for r in rows] == ["b.png", "c.jpg", "a.png"]
     q = [float(r["quality"]) for r in rows]
@@ -75,8 +68,8 @@ def arcface_ckpt(ckpt, tmp_path_factory) -> Path:
     return path
 
 
-def test_crfiqa_uses_the_head_of_a_trained_checkpoint(arcface_ckpt, faces, capsys):
-    code, stdout, _ = run(["quality", "--ckpt", arcface_ckpt, "--method", "crfiqa", faces / "a.png"], capsys)
+def test_crfiqa_uses_the_head_of_a_trained_checkpoint(arcface_ckpt, faces, cli):
+    code, stdout, _ = cli(["quality", "--ckpt", arcface_ckpt, "--method", "crfiqa", faces / "a.png"])
     (row,) = read_csv(stdout)
     model, pre, ck = load_model(arcface_ckpt)
     img = cv2.cvtColor(cv2.imread(str(faces / "a.png")), cv2.COLOR_BGR2RGB)
@@ -93,12 +86,12 @@ def test_crfiqa_uses_the_head_of_a_trained_checkpoint(arcface_ckpt, faces, capsy
     ("arcface", "ri", "trained without"),
     ("tiny", "brisque", "unknown quality scorer 'brisque'"),
 ])
-def test_scorer_and_checkpoint_mismatches_are_user_errors(ckpt, arcface_ckpt, faces, which, method, message, capsys):
+def test_scorer_and_checkpoint_mismatches_are_user_errors(ckpt, arcface_ckpt, faces, which, method, message, cli):
     path = ckpt if which == "tiny" else arcface_ckpt
-    code, _, err = run(["quality", "--ckpt", path, "--method", method, faces], capsys)
+    code, _, err = cli(["quality", "--ckpt", path, "--method", method, faces])
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_no_readable_image_is_a_user_error(ckpt, faces, capsys):
-    code, _, err = run(["quality", "--ckpt", ckpt, "--method", "norm", faces / "broken.png"], capsys)
+def test_no_readable_image_is_a_user_error(ckpt, faces, cli):
+    code, _, err = cli(["quality", "--ckpt", ckpt, "--method", "norm", faces / "broken.png"])
     assert code == 2 and "no readable face image among 1 input(s)" in err

@@ -8,7 +8,6 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.serve.app import FaceService
@@ -29,18 +28,12 @@ def plain_ckpt(tmp_path_factory):
     return path
 
 
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
-
 
 @pytest.mark.parametrize("which, outputs", [("ckpt", ["embedding", "quality"]), ("plain_ckpt", ["embedding"])])
-def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp_path, capsys):
+def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp_path, cli):
     ckpt = request.getfixturevalue(which)
     path = tmp_path / "out" / "m.onnx"  # parent folder created
-    code, out, err = run(["export", "--ckpt", ckpt, "--onnx", path], capsys)
+    code, out, err = cli(["export", "--ckpt", ckpt, "--onnx", path])
     assert code == 0, err
     assert "max abs difference" in out and list(tmp_path.joinpath("out").iterdir()) == [path]  # no temp file left
     proto = onnx.load(str(path))
@@ -88,11 +81,11 @@ def test_flip_is_baked_into_the_graph(ckpt, tmp_path):
     (["--onnx", "m.onnx", "--opset", "9"], "--opset 9 is too old"),
     (["--onnx", "m.onnx", "--opset", "99"], "--opset 99: Unsupported onnx_opset_version"),
 ])
-def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, capsys, args, message):
+def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, cli, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir.onnx").mkdir()
     (tmp_path / "file.bin").write_bytes(b"x")
-    code, _, err = run(["export", "--ckpt", ckpt, *args], capsys)
+    code, _, err = cli(["export", "--ckpt", ckpt, *args])
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()
 
