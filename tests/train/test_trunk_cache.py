@@ -50,6 +50,9 @@ def test_memo_trunk_is_exact_and_runs_the_trunk_once_per_batch():
         assert len(memo) == 2
         # trunk output is stored in bf16: close to, not bit-equal with, the float model
         torch.testing.assert_close(first, model(x).embedding, rtol=0.05, atol=0.05)
+        emb, q = wrapped.infer(x, flip=True)  # what ModelEmbedder calls
+        ref_emb, ref_q = model.infer(x, flip=True)
+        assert torch.nn.functional.cosine_similarity(emb, ref_emb).min() > 0.999 and q.shape == ref_q.shape
 
 
 def _config(tmp_path, name: str, ri: bool):
