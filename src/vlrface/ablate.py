@@ -163,7 +163,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _without_curves(results: dict[str, Any]) -> dict[str, Any]:
-    return {k: {s: {m: v for m, v in r.items() if m != "erc"} for s, r in by_size.items()} for k, by_size in results.items()}
+    return {k: {s: {m: v for m, v in r.items() if m != "erc"} for s, r in by_size.items()}
+            for k, by_size in results.items()}
 
 
 class Ablation:
@@ -216,8 +217,7 @@ class Ablation:
         """Train, evaluate and record one run; returns its progress line."""
         cfg = run_config(self.plan, dataset, self.out, variant, seed)
         t0, c0 = time.perf_counter(), time.process_time()
-        trainer = Trainer(cfg, data=data, progress=False)
-        trainer.fit()
+        Trainer(cfg, data=data, progress=False).fit()
         model, pre, _ = load_model(Path(cfg.out) / "model.pt")
         results = self.evaluate(model_embedder(model, pre), self.plan.datasets[dataset])
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -272,7 +272,8 @@ def _cell(stat: dict[str, Any] | None) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     lines = ["# vlrface ablation", "",
-             f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); the reference rows (raw pixels, the shared pre-training before any fine-tune) are deterministic.", ""]
+             f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); the reference rows "
+             "(raw pixels, the shared pre-training before any fine-tune) are deterministic.", ""]
     for dataset, d in summary["datasets"].items():
         rows = d["rows"]
         cols = [(e, s) for e in d["eval"] for s in rows[RAW][e]]
