@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .data.datasets import TrainData, build_train_data
 from .errors import UserError
@@ -37,7 +36,7 @@ from .report_demo import ERC_REJECT, ProbeSet, evaluate, model_embedder, protoco
     synthetic_probe_set
 from .serve.gallery import atomic_write
 from .train.checkpoint import load_model
-from .train.config import Config, HeadConfig, _build, load_config, parse_overrides, resolve_config_path
+from .train.config import Config, HeadConfig, _build, load_config, parse_overrides, read_mapping
 from .train.trainer import Trainer
 
 SYNTHETIC = "synthetic"  # eval set: held-out synthetic identities (the demo's)
@@ -82,13 +81,7 @@ class AblationPlan:
 def load_plan(path: str | Path, seeds: list[int] | None = None, datasets: list[str] | None = None,
               variants: list[str] | None = None) -> AblationPlan:
     """Read and check a plan (and narrow it to ``seeds``/``datasets``/``variants``) before any training."""
-    p = resolve_config_path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{p}: an ablation plan must be a mapping (variants, datasets, seeds …)")
+    raw = read_mapping(path, "an ablation plan must be a mapping (variants, datasets, seeds …)")
     plan: AblationPlan = _build(AblationPlan, raw)
     plan.datasets = {name: _build(DatasetPlan, d if isinstance(d, dict) else {"recipe": d}, f"datasets.{name}.")
                      for name, d in plan.datasets.items()}

@@ -235,17 +235,21 @@ def resolve_config_path(path: str | Path) -> Path:
     raise UserError(f"config file not found: {path}")
 
 
+def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file (path or shipped name) that must hold a mapping; ``what`` says what it should be."""
+    p = resolve_config_path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: {what}")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a recipe (file path or shipped name) and apply overrides; validate all keys."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = resolve_config_path(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{p}: a config must be a mapping of sections")
+    data = read_mapping(path, "a config must be a mapping of sections") if path is not None else {}
     data = merge(data, parse_overrides(overrides or []))
     return config_from_dict(data)
 
