@@ -6,7 +6,3 @@ class UserError(Exception):
 
     The message must be one line and say what to do; no traceback is shown.
     """
-
-
-class NotBuiltError(UserError):
-    """A documented feature that this version does not implement yet."""
