@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 
 from vlrface.data.datasets import build_train_data
@@ -46,6 +47,9 @@ from vlrface.train.trainer import Trainer
 from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TrunkCache
 
 SIZES = [None, 16, 12, 8]
+# the CPU recipe's schedule (docs/sface.md): 300 steps × 64 on the cached trunk
+OVERRIDES_CPU = ["train.steps=300", "train.batch_size=64", "train.ckpt_every=100", "train.log_every=20",
+                 "schedule.warmup_steps=30"]
 VARIANTS = {
     "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
     "ri": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
@@ -89,7 +93,8 @@ def evaluate(embed, data: Path) -> dict:
     return out
 
 
-def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: int = 0, variants: int = 3) -> None:
+def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: int = 0, variants: int = 3,
+        models: tuple[str, ...] = tuple(VARIANTS)) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}, "overrides": overrides,
                      "trunk": trunk, "variants": variants if trunk else None}
@@ -123,7 +128,7 @@ def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: in
     results["raw-pixels"] = evaluate(RawPixelEmbedder(), data)
     print("off-the-shelf", json.dumps(results["off-the-shelf"]), flush=True)
     for seed in seeds:
-        for variant in VARIANTS:
+        for variant in models:
             cfg = config(seed, variant)
             t0 = time.perf_counter()
             trainer = CachedTrunkTrainer(cfg, cache, progress=False) if cache else Trainer(cfg, progress=False)
@@ -134,6 +139,59 @@ def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: in
             (out / "results.json").write_text(json.dumps(results, indent=1))
             print(variant, seed, json.dumps(results[variant][seed]), flush=True)
     (out / "results.md").write_text(table(results, seeds))
+
+
+def tune(data: Path, out: Path, trunk: int, variants: int, candidates: list[str], val_people: int = 200) -> None:
+    """Choose RI settings on held-out *training* people (never the test people).
+
+    A seeded ``val_people`` of the lfw-vlr training people become a validation
+    gallery (first image) and probes (the rest); the others are the fit set. The
+    ArcFace baseline and each candidate (a ``key=value[,key=value]`` override
+    set for the RI model) are fine-tuned on the fit set (seed 0) and compared by
+    validation rank-1 at 16/12/8 px. The fit set's trunk output is taken from the
+    full cache that ``run --trunk`` saved.
+    """
+    full = read_image_folder(data / "train")
+    names = sorted(set(full.names))
+    rng = np.random.default_rng(2026)
+    val = set(rng.choice(names, val_people, replace=False).tolist())
+    split = out / "split"
+    for name in names:
+        files = sorted((data / "train" / name).iterdir())
+        if name in val:
+            for kind, group in (("gallery", files[:1]), ("probe", files[1:])):
+                (split / "val" / kind / name).mkdir(parents=True, exist_ok=True)
+                for f in group:
+                    link = split / "val" / kind / name / f.name
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(f.resolve())
+        else:
+            (split / "fit").mkdir(parents=True, exist_ok=True)
+            link = split / "fit" / name
+            if not link.exists():
+                link.symlink_to((data / "train" / name).resolve())
+    full_row = {(p.parent.name, p.name): i for i, p in enumerate(full.paths)}
+    fit = read_image_folder(split / "fit")
+    rows = torch.tensor([full_row[(p.parent.name, p.name)] for p in fit.paths])
+    cache_file = out.parent / "lfw-sface-cpu" / f"trunk-cache-{trunk}-{variants}.pt"
+    if not cache_file.is_file():
+        raise SystemExit(f"{cache_file} missing: run `run --trunk {trunk} --variants {variants}` first")
+    full_cache = TrunkCache(**torch.load(cache_file))
+    cache = TrunkCache(trunk, full_cache.features[:, rows], full_cache.ui)
+    memo: dict = {}
+    proto = PROTOCOLS.build("folders").load(split / "val")
+    results: dict = {}
+    runs = {"arcface": VARIANTS["arcface"], **{f"ri {c}": [*VARIANTS["ri"], *c.split(",")] for c in candidates}}
+    for label, switches in runs.items():
+        cfg = load_config("lfw-vlr-sface", [
+            "seed=0", f"out={out / label.replace(' ', '_').replace('=', '')}", "data.kind=folder",
+            f"data.root={split / 'fit'}", "eval.protocols=[]", *switches, *OVERRIDES_CPU])
+        CachedTrunkTrainer(cfg, cache, progress=False).fit()
+        model, _, _ = load_model(Path(cfg.out) / "model.pt")
+        res = proto.run(ModelEmbedder(MemoTrunk(model, trunk, memo), SFACE_PREPROCESSING, progress=False), SIZES)
+        results[label] = {("hr" if s == "test" else s): r["cmc"][1] for s, r in res.items()}
+        print(label, json.dumps(results[label]), flush=True)
+        (out / "tune.json").write_text(json.dumps(results, indent=1))
 
 
 def merge(folders: list[Path], out: Path) -> None:
@@ -164,6 +222,8 @@ def table(results: dict, seeds: list[int]) -> str:
                     cells.append(f"{results[model][set_name][k]['rank1']:.3f}")
                 else:
                     vals = [results[model][s][set_name][k]["rank1"] for s in seeds if s in results.get(model, {})]
+                    if not vals:
+                        continue
                     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
             lines.append(f"| {model} | {set_name} | " + " | ".join(cells) + " |")
@@ -183,18 +243,28 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)")
     r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
+    r.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="models to fine-tune")
     r.add_argument("overrides", nargs="*")
+    t = sub.add_parser("tune")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--trunk", type=int, default=12)
+    t.add_argument("--variants", type=int, default=3)
+    t.add_argument("candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1")
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.lfw, a.att, a.out)
+    elif a.cmd == "tune":
+        a.out.mkdir(parents=True, exist_ok=True)
+        tune(a.data, a.out, a.trunk, a.variants, a.candidates)
     elif a.cmd == "merge":
         merge(a.folders, a.out)
     else:
         a.out.mkdir(parents=True, exist_ok=True)
-        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants)
+        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, tuple(a.only))
 
 
 if __name__ == "__main__":
