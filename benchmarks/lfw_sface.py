@@ -243,7 +243,7 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)")
     r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
-    r.add_argument("--only", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="models to fine-tune")
+    r.add_argument("--only", default=",".join(VARIANTS), help="models to fine-tune, comma-separated (arcface,ri)")
     r.add_argument("overrides", nargs="*")
     t = sub.add_parser("tune")
     t.add_argument("--data", type=Path, required=True)
@@ -264,7 +264,10 @@ def main() -> None:
         merge(a.folders, a.out)
     else:
         a.out.mkdir(parents=True, exist_ok=True)
-        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, tuple(a.only))
+        only = tuple(a.only.split(","))
+        if not set(only) <= set(VARIANTS):
+            ap.error(f"--only: choose from {','.join(VARIANTS)}")
+        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, only)
 
 
 if __name__ == "__main__":
