@@ -41,7 +41,7 @@ from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
 from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
 from vlrface.models.backbones.sface import SFACE_PREPROCESSING
-from vlrface.train.checkpoint import atomic_save, load_model
+from vlrface.train.checkpoint import load_model
 from vlrface.train.config import load_config
 from vlrface.train.trainer import Trainer
 from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TrunkCache
@@ -83,12 +83,17 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
     print(f"prepared {n} training images, {len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}")
 
 
+def setting_key(setting: str) -> str:
+    """Result keys as in results.json: the protocols' HR setting "test" is "hr", sizes stay "16px" …"""
+    return "hr" if setting == "test" else setting
+
+
 def evaluate(embed, data: Path) -> dict:
     sets = {"lfw-vlr": PROTOCOLS.build("folders").load(data / "lfw-test"), "att-vlr": PROTOCOLS.build("att-vlr").load(data / "att")}
     out = {}
     for name, proto in sets.items():
         res = proto.run(embed, SIZES)
-        out[name] = {("hr" if s == "test" else s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
+        out[name] = {setting_key(s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
                      for s, r in res.items()}
     return out
 
@@ -114,12 +119,12 @@ def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: in
     if trunk:
         t0 = time.perf_counter()
         cfg = config(seeds[0], "ri")
-        stored = out / f"trunk-cache-{trunk}-{variants}.pt"  # hours of CPU: kept for reruns
+        stored = out / f"trunk-cache-{trunk}-{variants}.pt"  # hours of CPU: kept for reruns and `tune`
         if stored.is_file():
-            cache = TrunkCache(**torch.load(stored))
+            cache = TrunkCache.load(stored)
         else:
             cache = TrunkCache.build(sface, build_train_data(cfg.data, cfg.seed), cfg, trunk, variants, device=device)
-            atomic_save(vars(cache), stored)
+            cache.save(stored)
         results["times_s"]["trunk-cache"] = time.perf_counter() - t0
         print(f"trunk cache: {tuple(cache.features.shape)} in {results['times_s']['trunk-cache']:.0f} s", flush=True)
     t0 = time.perf_counter()
@@ -141,7 +146,7 @@ def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: in
     (out / "results.md").write_text(table(results, seeds))
 
 
-def tune(data: Path, out: Path, trunk: int, variants: int, candidates: list[str], val_people: int = 200) -> None:
+def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_people: int = 200) -> None:
     """Choose RI settings on held-out *training* people (never the test people).
 
     A seeded ``val_people`` of the lfw-vlr training people become a validation
@@ -149,7 +154,7 @@ def tune(data: Path, out: Path, trunk: int, variants: int, candidates: list[str]
     ArcFace baseline and each candidate (a ``key=value[,key=value]`` override
     set for the RI model) are fine-tuned on the fit set (seed 0) and compared by
     validation rank-1 at 16/12/8 px. The fit set's trunk output is taken from the
-    full cache that ``run --trunk`` saved.
+    full cache that ``run --trunk`` saved (``cache_file``).
     """
     full = read_image_folder(data / "train")
     names = sorted(set(full.names))
@@ -173,11 +178,8 @@ def tune(data: Path, out: Path, trunk: int, variants: int, candidates: list[str]
     full_row = {(p.parent.name, p.name): i for i, p in enumerate(full.paths)}
     fit = read_image_folder(split / "fit")
     rows = torch.tensor([full_row[(p.parent.name, p.name)] for p in fit.paths])
-    cache_file = out.parent / "lfw-sface-cpu" / f"trunk-cache-{trunk}-{variants}.pt"
-    if not cache_file.is_file():
-        raise SystemExit(f"{cache_file} missing: run `run --trunk {trunk} --variants {variants}` first")
-    full_cache = TrunkCache(**torch.load(cache_file))
-    cache = TrunkCache(trunk, full_cache.features[:, rows], full_cache.ui)
+    cache = TrunkCache.load(cache_file).subset(rows)
+    trunk = cache.start
     memo: dict = {}
     proto = PROTOCOLS.build("folders").load(split / "val")
     results: dict = {}
@@ -189,7 +191,7 @@ def tune(data: Path, out: Path, trunk: int, variants: int, candidates: list[str]
         CachedTrunkTrainer(cfg, cache, progress=False).fit()
         model, _, _ = load_model(Path(cfg.out) / "model.pt")
         res = proto.run(ModelEmbedder(MemoTrunk(model, trunk, memo), SFACE_PREPROCESSING, progress=False), SIZES)
-        results[label] = {("hr" if s == "test" else s): r["cmc"][1] for s, r in res.items()}
+        results[label] = {setting_key(s): r["cmc"][1] for s, r in res.items()}
         print(label, json.dumps(results[label]), flush=True)
         (out / "tune.json").write_text(json.dumps(results, indent=1))
 
@@ -248,8 +250,7 @@ def main() -> None:
     t = sub.add_parser("tune")
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--trunk", type=int, default=12)
-    t.add_argument("--variants", type=int, default=3)
+    t.add_argument("--cache", type=Path, required=True, help="the trunk cache `run --trunk` saved in its --out")
     t.add_argument("candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1")
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
@@ -259,7 +260,7 @@ def main() -> None:
         prepare(a.lfw, a.att, a.out)
     elif a.cmd == "tune":
         a.out.mkdir(parents=True, exist_ok=True)
-        tune(a.data, a.out, a.trunk, a.variants, a.candidates)
+        tune(a.data, a.out, a.cache, a.candidates)
     elif a.cmd == "merge":
         merge(a.folders, a.out)
     else:

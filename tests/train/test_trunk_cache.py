@@ -76,6 +76,16 @@ def test_cache_shapes(cache):
     assert not torch.equal(cache.features[0], cache.features[1])  # the VLR copy differs from HR
 
 
+def test_cache_save_load_and_subset(cache, tmp_path):
+    cache.save(tmp_path / "c.pt")
+    back = TrunkCache.load(tmp_path / "c.pt")
+    assert back.start == cache.start and torch.equal(back.features, cache.features) and torch.equal(back.ui, cache.ui)
+    sub = back.subset(torch.tensor([3, 0]))
+    assert torch.equal(sub.features[:, 1], cache.features[:, 0]) and sub.features.shape[1] == 2
+    with pytest.raises(UserError, match="no trunk cache"):
+        TrunkCache.load(tmp_path / "missing.pt")
+
+
 def test_only_the_top_trains_and_resume_is_exact(tmp_path, cache):
     full = CachedTrunkTrainer(_config(tmp_path, "full", ri=True), cache, progress=False)
     trunk_before = [p.clone() for p in split_backbone(full.model, 12)[0].parameters()]

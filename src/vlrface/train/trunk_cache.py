@@ -19,19 +19,21 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from rich.progress import track
 from torch import nn
 
+from ..data.datasets import TrainData
 from ..data.degrade import random_vlr
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
-from ..data.datasets import TrainData
 from ..preprocess import DEFAULT, Preprocessing
-from .imprint import class_means, imprint
+from .checkpoint import atomic_save
 from .config import Config
+from .imprint import class_means, imprint
 from .trainer import Trainer, step_seed
 
 # class_means normalises its inputs; cached trunk features are already network activations
@@ -109,6 +111,20 @@ class TrunkCache:
     @property
     def variants(self) -> int:
         return self.features.shape[0]
+
+    def save(self, path: str | Path) -> None:
+        """Atomically: a cache costs a full trunk pass over the training set, worth keeping for reruns."""
+        atomic_save(asdict(self), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrunkCache":
+        if not Path(path).is_file():
+            raise UserError(f"no trunk cache at {path}; build one first (benchmarks/lfw_sface.py run --trunk K)")
+        return cls(**torch.load(path, weights_only=True))
+
+    def subset(self, rows: torch.Tensor) -> "TrunkCache":
+        """The cache of a training set made of these rows (e.g. with validation people held out)."""
+        return TrunkCache(self.start, self.features[:, rows], self.ui)
 
     @classmethod
     @torch.no_grad()
