@@ -9,7 +9,9 @@ lfw-vlr *training* people with ≥ 2 images as 112×112 ``lfw`` crops (JPEG q95,
 ``folders`` protocol layout (``lfw-test/gallery``, ``lfw-test/probe``: the
 same gallery/probe split and crop as the ``lfw-vlr`` protocol, so its figures
 equal ``--protocol lfw-vlr``), and ORL/AT&T as is. People with one image are
-left out of training: they add a class but no positive pair.
+left out of training: they add a class but no positive pair. ``train+att/``
+adds the 20 ORL/AT&T subjects that att-vlr allows for training (1–20, ``att``
+crop) to the lfw-vlr training people (``run --train train+att``).
 
 ``run`` trains, per seed, the ArcFace baseline and the full RI model from
 ``configs/lfw-vlr-sface.yaml`` (same seed, steps and data), evaluates them,
@@ -36,11 +38,12 @@ import numpy as np
 import torch
 
 from vlrface.data.datasets import build_train_data
-from vlrface.data.readers import lfw_vlr_split, read_image, read_image_folder, to_face
+from vlrface.data.readers import lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
 from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
 from vlrface.models.backbones.sface import SFACE_PREPROCESSING
+from vlrface.models.ri import ri_distances
 from vlrface.train.checkpoint import load_model
 from vlrface.train.config import load_config
 from vlrface.train.trainer import Trainer
@@ -56,9 +59,12 @@ VARIANTS = {
 }
 
 
-def write_face(path: Path, img, quality: int | None) -> None:
+ATT_TRAIN_SUBJECTS = range(1, 21)  # att-vlr tests 21–40 only
+
+
+def write_face(path: Path, img, quality: int | None, crop: str = "lfw") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    grey = cv2.cvtColor(to_face(img, "lfw"), cv2.COLOR_RGB2GRAY)  # this LFW copy is greyscale
+    grey = cv2.cvtColor(to_face(img, crop), cv2.COLOR_RGB2GRAY)  # this LFW copy (and ORL) is greyscale
     cv2.imwrite(str(path), grey, [cv2.IMWRITE_JPEG_QUALITY, quality] if quality else [])
 
 
@@ -80,7 +86,16 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
         for p, who in zip(paths, ids):
             write_face(out / "lfw-test" / kind / who / f"{p.stem}.png", read_image(p), None)
     shutil.copytree(att, out / "att", dirs_exist_ok=True)
-    print(f"prepared {n} training images, {len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}")
+    both = out / "train+att"
+    both.mkdir(exist_ok=True)
+    for person in (out / "train").iterdir():
+        if not (both / person.name).exists():
+            (both / person.name).symlink_to(Path("..") / "train" / person.name)
+    orl = read_att(att, ATT_TRAIN_SUBJECTS)
+    for p, y in zip(orl.paths, orl.labels):
+        write_face(both / f"att-{orl.names[y]}" / f"{p.stem}.jpg", read_image(p), 95, crop="att")
+    print(f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att), "
+          f"{len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}")
 
 
 def setting_key(setting: str) -> str:
@@ -99,15 +114,15 @@ def evaluate(embed, data: Path) -> dict:
 
 
 def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: int = 0, variants: int = 3,
-        models: tuple[str, ...] = tuple(VARIANTS)) -> None:
+        models: tuple[str, ...] = tuple(VARIANTS), train: str = "train") -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}, "overrides": overrides,
+    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}, "overrides": overrides, "train": train,
                      "trunk": trunk, "variants": variants if trunk else None}
     memo: dict = {}  # frozen-trunk output per test batch, shared by every model
 
     def config(seed: int, variant: str):
         return load_config("lfw-vlr-sface", [
-            f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / 'train'}",
+            f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / train}",
             "eval.protocols=[]", *VARIANTS[variant], *overrides])
 
     def embedder(model) -> ModelEmbedder:
@@ -196,6 +211,38 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_peo
         (out / "tune.json").write_text(json.dumps(results, indent=1))
 
 
+@torch.no_grad()
+def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], train: str = "train",
+             rows_every: int = 7) -> dict:
+    """Where the UIs' RI sits against the training faces' labelled RI, for a finished cached-trunk run.
+
+    Rebuilds the run's trainer (``switches`` as given to ``run``/``tune``; it resumes ``last.pt``) and
+    prints μ_UI, σ_UI, the PRM's and the label-free RI of the UIs, and, per cached variant (0 = HR),
+    the labelled ξ of every ``rows_every``-th training image and the share L_ID would push.
+    """
+    cache = TrunkCache.load(cache_file)
+    cfg = load_config("lfw-vlr-sface", ["seed=0", f"out={run_dir}", "data.kind=folder", f"data.root={data / train}",
+                                        "eval.protocols=[]", *switches])
+    trainer = CachedTrunkTrainer(cfg, cache, progress=False)
+    obj, top = trainer.objective, trainer.top.eval()
+    mu, sigma = float(obj.ui.mu), float(obj.ui.sigma)
+    ui_out = top(cache.ui.float())
+    ui = obj.label_free_ri(ui_out.embedding.float())
+    out = {"step": trainer.step, "mu_ui": mu, "sigma_ui": sigma, "ui_ri_nearest": [float(ui.mean()), float(ui.std())]}
+    if ui_out.quality is not None:
+        out["ui_prm"] = [float(ui_out.quality.mean()), float(ui_out.quality.std())]
+    rows = torch.arange(0, cache.features.shape[1], rows_every)
+    labels = torch.from_numpy(trainer.data.labels[rows.numpy()])
+    for v in range(cache.variants):
+        o = top(cache.features[v, rows].float())
+        head_cos = obj.head(o.embedding, labels).cosine
+        xi = obj.ri_form(*ri_distances(o.embedding, head_cos, labels, obj.ui.centre))
+        out[f"variant{v}"] = {"xi": [float(xi.mean()), float(xi.std())],
+                              "pushed": float(((xi - mu) / sigma < cfg.ri.tau).float().mean())}
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def merge(folders: list[Path], out: Path) -> None:
     """Combine per-seed runs (one process per seed, e.g. on one GPU) into one table."""
     merged: dict = {"times_s": {}}
@@ -245,6 +292,7 @@ def main() -> None:
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)")
     r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
+    r.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
     r.add_argument("--only", default=",".join(VARIANTS), help="models to fine-tune, comma-separated (arcface,ri)")
     r.add_argument("overrides", nargs="*")
     t = sub.add_parser("tune")
@@ -252,6 +300,12 @@ def main() -> None:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--cache", type=Path, required=True, help="the trunk cache `run --trunk` saved in its --out")
     t.add_argument("candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1")
+    u = sub.add_parser("ui-stats", help="the UIs' RI against the training faces' (docs/sface.md)")
+    u.add_argument("--data", type=Path, required=True)
+    u.add_argument("--cache", type=Path, required=True)
+    u.add_argument("--run", type=Path, required=True, help="a fine-tune folder holding last.pt")
+    u.add_argument("--train", default="train")
+    u.add_argument("switches", nargs="*", help="the run's overrides, e.g. model.pam=true ri.ui_stats=prm ...")
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
@@ -261,6 +315,8 @@ def main() -> None:
     elif a.cmd == "tune":
         a.out.mkdir(parents=True, exist_ok=True)
         tune(a.data, a.out, a.cache, a.candidates)
+    elif a.cmd == "ui-stats":
+        ui_stats(a.data, a.cache, a.run, a.switches, a.train)
     elif a.cmd == "merge":
         merge(a.folders, a.out)
     else:
@@ -268,7 +324,7 @@ def main() -> None:
         only = tuple(a.only.split(","))
         if not set(only) <= set(VARIANTS):
             ap.error(f"--only: choose from {','.join(VARIANTS)}")
-        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, only)
+        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, only, a.train)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlrface.models.ri import (RATIO_EPS, RI_FORMS, SIGMA_FLOOR, UICentre, index_diversion_loss, pam_loss,
-                               pam_target, prm_loss, ri_distances)
+from vlrface.models.ri import (RATIO_EPS, RI_FORMS, SIGMA_FLOOR, UICentre, index_diversion_loss,
+                               nearest_distances, pam_loss, pam_target, prm_loss, ri_distances)
 
 R2 = 1 / math.sqrt(2)
 W = torch.eye(4)[:3]  # prototypes e1, e2, e3
@@ -26,6 +26,12 @@ def test_distances_by_hand():
     torch.testing.assert_close(d_p, torch.tensor([1 - R2, 0.0]))
     torch.testing.assert_close(d_n, torch.tensor([1 - R2, 1.0]))
     torch.testing.assert_close(d_ui, torch.tensor([1.0, 1.0]))
+
+
+def test_nearest_distances_use_the_best_two_prototypes():
+    # cosines (0.2, 0.9, −1, 0.5): nearest 0.9 → d_P = 0.1, second 0.5 → d_N = 0.5
+    d_p, d_n = nearest_distances(torch.tensor([[0.2, 0.9, -1.0, 0.5]]))
+    torch.testing.assert_close((d_p, d_n), (torch.tensor([0.1]), torch.tensor([0.5])))
 
 
 def test_ri_forms_by_hand():

@@ -13,9 +13,12 @@ import torch.multiprocessing as mp
 
 from vlrface.models import HEADS
 from vlrface.train import distributed as D
+from vlrface.train.config import RIConfig
+from vlrface.train.objective import Objective
 from vlrface.train.partial_fc import PartialFC
 
 CLASSES, DIM, IN, BATCH, STEPS = 9, 8, 16, 8, 4  # 9 classes: uneven shards (5 + 4)
+UI = torch.randn(6, DIM, generator=torch.Generator().manual_seed(5))  # stand-in UI embeddings
 
 
 def _batches():
@@ -77,7 +80,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.manual_seed(3)
     index = sampler.sample(local, owned)
     torch.save({"rank": info.rank, "start": start, "count": count, "losses": losses,
-                "full_weight": pfc.full_weight(), "sampled": (index + start).tolist(),
+                "full_weight": pfc.full_weight(), "ui_ri": Objective(pfc, RIConfig(), DIM).ui_ri(UI, []),
+                "sampled": (index + start).tolist(),
                 "positives": sorted(set(labels[owned].tolist()))}, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
@@ -110,6 +114,12 @@ def test_two_ranks_match_one_process(tmp_path):
     assert r1["losses"] == pytest.approx(ref_losses, rel=1e-4, abs=1e-5)
     assert ref_losses[-1] < ref_losses[0]  # it trained, so the match is not trivial
     torch.testing.assert_close(r0["full_weight"], ref_weight, rtol=1e-4, atol=1e-5)
+    # the UIs' label-free RI needs the nearest two prototypes over both shards
+    whole = HEADS.build("arcface", embedding_size=DIM, num_classes=CLASSES)
+    whole.weight.data.copy_(r0["full_weight"])
+    ref_ri = Objective(whole, RIConfig(), DIM).ui_ri(UI, [])
+    torch.testing.assert_close(r0["ui_ri"], ref_ri)
+    torch.testing.assert_close(r1["ui_ri"], ref_ri)
     for r in (r0, r1):
         owned = set(range(r["start"], r["start"] + r["count"]))
         assert set(r["positives"]) <= set(r["sampled"]) <= owned

@@ -45,9 +45,12 @@ def test_all_terms_sum_with_weights():
     assert logs["pushed"] == 1.0 and logs["id"] > 0
 
 
-@pytest.mark.parametrize("pam, prm, present", [(False, True, {"l1", "id"}), (True, False, {"mse"}), (False, False, set())])
-def test_terms_without_their_module_are_off(pam, prm, present):
-    _, logs = make()(output(pam=pam, prm=prm), LABELS)
+@pytest.mark.parametrize("pam, prm, ui_stats, present", [
+    (False, True, "nearest", {"l1", "id"}), (True, False, "nearest", {"mse", "id"}), (False, False, "nearest", {"id"}),
+    (True, False, "prm", {"mse"}), (False, False, "prm", set())])
+def test_terms_without_their_module_are_off(pam, prm, ui_stats, present):
+    """L_ID needs a PRM only when μ_UI, σ_UI are the PRM's predictions."""
+    _, logs = make(ui_stats=ui_stats)(output(pam=pam, prm=prm), LABELS)
     assert set(logs) - {"cls", "ri", "pushed"} == present
 
 
@@ -61,6 +64,39 @@ def test_unknown_form_or_update_mode():
         make(form="cubic")
     with pytest.raises(UserError, match="ui_update"):
         make(ui_update="sometimes")
+    with pytest.raises(UserError, match="ui_stats"):
+        make(ui_stats="median")
+
+
+class Identity(torch.nn.Module):
+    """A "model" whose embedding is its input, so UI statistics can be worked out by hand."""
+
+    def __init__(self, quality: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.quality = quality
+
+    def forward(self, x: torch.Tensor) -> FaceOutput:
+        return FaceOutput(embedding=x, plain=x, quality=self.quality, attention=None)
+
+
+def test_ui_stats_nearest_is_the_label_free_ri_by_hand():
+    # prototypes e1, e2, e3; UIs a = (1,0,0,1)/√2, b = (0,1,0,0) → ū = (1/2, 1/√2, 0, 1/2)
+    # a: d_UI = 1 − 1/√2, nearest prototype e1 (cos 1/√2), second cos 0 → ξ = (1 − 1/√2) + 1 − (1 − 1/√2) = 1
+    # b: d_UI = 1 − 1/√2, nearest e2 (cos 1), second cos 0            → ξ = (1 − 1/√2) + 1 − 0 = 2 − 1/√2
+    head = HEADS.build("arcface", embedding_size=4, num_classes=3)
+    head.weight.data = torch.eye(4)[:3] * 3.0  # prototypes are normalised before use
+    obj = Objective(head, RIConfig(), 4)
+    r2 = 2 ** -0.5
+    obj.refresh(Identity(), torch.tensor([[r2, 0, 0, r2], [0, 1.0, 0, 0]]))
+    torch.testing.assert_close(obj.ui.centre, torch.tensor([0.5, r2, 0, 0.5]))
+    assert obj.ui.mu.item() == pytest.approx((1 + 2 - r2) / 2)
+    assert obj.ui.sigma.item() == pytest.approx((1 - r2) / 2)  # population std of two values
+
+
+def test_ui_stats_prm_takes_the_prm_predictions():
+    obj = make(ui_stats="prm")
+    obj.refresh(Identity(quality=torch.tensor([1.0, 3.0])), torch.randn(2, D))
+    assert (obj.ui.mu.item(), obj.ui.sigma.item()) == (2.0, 1.0)
 
 
 def test_refresh_sets_ui_centre_from_model_and_keeps_train_mode():

@@ -33,6 +33,14 @@ def ri_distances(
     return d_p, d_n, d_ui
 
 
+def nearest_distances(cosine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label-free ``(d_P, d_N)`` from a cosine matrix ``[B, K≥2]``: the nearest prototype stands in for the
+    own class, the second nearest for the nearest negative — the RI an unlabelled image (a UI) gets when
+    it is matched to its best class."""
+    top = cosine.float().topk(2, dim=1).values
+    return 1.0 - top[:, 0], 1.0 - top[:, 1]
+
+
 @RI_FORMS.register("additive")
 def ri_additive(d_p: torch.Tensor, d_n: torch.Tensor, d_ui: torch.Tensor) -> torch.Tensor:
     """``ξ = d_UI + d_N − d_P``: far from the UI centre and negatives, close to the own class."""
@@ -78,11 +86,15 @@ class UICentre(nn.Module):
         self.register_buffer("sigma", torch.ones(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
+    @staticmethod
+    def centre_of(ui_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(F.normalize(ui_embeddings.float(), dim=1).mean(dim=0), dim=0)
+
     @torch.no_grad()
     def update(self, ui_embeddings: torch.Tensor, ui_ri: torch.Tensor | None, mode: str = "recompute",
                momentum: float = 0.9) -> None:
-        """Recompute ``ū`` (or blend it in, EMA) from UI embeddings; μ/σ from the UI RI predictions."""
-        centre = F.normalize(F.normalize(ui_embeddings.float(), dim=1).mean(dim=0), dim=0)
+        """Recompute ``ū`` (or blend it in, EMA) from UI embeddings; μ/σ from the UIs' RI."""
+        centre = self.centre_of(ui_embeddings)
         stats = None
         if ui_ri is not None:
             stats = (ui_ri.float().mean(), ui_ri.float().std(unbiased=False).clamp_min(SIGMA_FLOOR))

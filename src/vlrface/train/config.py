@@ -86,6 +86,7 @@ class RIConfig:
     ui_update: str = "recompute"  # recompute | ema
     ui_every: int = 50  # steps between UI-centre refreshes
     ema_momentum: float = 0.9
+    ui_stats: str = "nearest"  # μ_UI, σ_UI from the UIs' label-free RI (nearest) or the PRM's prediction (prm)
     smooth_l1_beta: float = 0.75
 
 

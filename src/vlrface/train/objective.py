@@ -2,21 +2,32 @@
 
 It owns the margin head and the UI state, so both are checkpointed with it.
 Terms that cannot apply are off, not faked: without a PRM there is no
-``L_L1`` and no ``L_ID`` (``μ_UI, σ_UI`` are the PRM's predictions on UI
-images, which have no labels to compute a true RI); without PAM no ``L_MSE``.
+``L_L1`` (and no ``L_ID`` when ``ri.ui_stats=prm``); without PAM no ``L_MSE``.
+
+``μ_UI, σ_UI`` need the RI of UI images, which have no labels. The default
+(``ri.ui_stats=nearest``) takes the label-free RI: the nearest prototype as the
+own class, the second nearest as the negative. DESIGN.md's first choice, the
+PRM's prediction on the UIs (``prm``), collapses in practice: the PRM is fitted
+on labelled faces only, predicts a near-constant for the out-of-distribution
+UIs (σ_UI ≈ 0.01–0.02 on SFace), and then well-recognised HR faces count as
+"inside the UI cluster" and are pushed (docs/method.md has the figures).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
-from ..models.ri import RI_FORMS, UICentre, index_diversion_loss, pam_loss, prm_loss, ri_distances
+from ..models.ri import (RI_FORMS, UICentre, index_diversion_loss, nearest_distances, pam_loss, prm_loss,
+                         ri_distances)
+from . import distributed as D
 from .config import RIConfig
 
 UI_CHUNK = 256
+UI_STATS = ("nearest", "prm")
 
 
 class Objective(nn.Module):
@@ -27,6 +38,8 @@ class Objective(nn.Module):
         self.ri_form = RI_FORMS.get(ri.form)
         if ri.ui_update not in ("recompute", "ema"):
             raise UserError(f"unknown ri.ui_update {ri.ui_update!r}; choose recompute or ema")
+        if ri.ui_stats not in UI_STATS:
+            raise UserError(f"unknown ri.ui_stats {ri.ui_stats!r}; choose {' or '.join(UI_STATS)}")
         self.ui = UICentre(embedding_size)
 
     def forward(self, out: FaceOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -41,16 +54,15 @@ class Objective(nn.Module):
         d_p, d_n, d_ui = ri_distances(out.embedding, head_out.cosine, cos_labels, self.ui.centre)
         ri = self.ri_form(d_p, d_n, d_ui)
         logs["ri"] = float(ri.detach().mean())
-        if out.quality is not None:
-            if cfg.alpha:
-                l1 = prm_loss(out.quality, ri, cfg.smooth_l1_beta)
-                loss = loss + cfg.alpha * l1
-                logs["l1"] = float(l1.detach())
-            if cfg.beta:
-                l_id = index_diversion_loss(ri, self.ui.mu, self.ui.sigma, cfg.tau)
-                loss = loss + cfg.beta * l_id
-                logs["id"] = float(l_id.detach())
-                logs["pushed"] = float(((ri.detach() - self.ui.mu) / self.ui.sigma < cfg.tau).float().mean())
+        if out.quality is not None and cfg.alpha:
+            l1 = prm_loss(out.quality, ri, cfg.smooth_l1_beta)
+            loss = loss + cfg.alpha * l1
+            logs["l1"] = float(l1.detach())
+        if cfg.beta and (out.quality is not None or cfg.ui_stats == "nearest"):
+            l_id = index_diversion_loss(ri, self.ui.mu, self.ui.sigma, cfg.tau)
+            loss = loss + cfg.beta * l_id
+            logs["id"] = float(l_id.detach())
+            logs["pushed"] = float(((ri.detach() - self.ui.mu) / self.ui.sigma < cfg.tau).float().mean())
         if out.attention is not None and cfg.gamma:
             mse = pam_loss(out.embedding, out.plain, self.ui.centre)
             loss = loss + cfg.gamma * mse
@@ -69,4 +81,22 @@ class Objective(nn.Module):
             if out.quality is not None:
                 preds.append(out.quality.float())
         model.train(was_training)
-        self.ui.update(torch.cat(embs), torch.cat(preds) if preds else None, self.cfg.ui_update, self.cfg.ema_momentum)
+        embs = torch.cat(embs)
+        self.ui.update(embs, self.ui_ri(embs, preds), self.cfg.ui_update, self.cfg.ema_momentum)
+
+    def ui_ri(self, embs: torch.Tensor, preds: list[torch.Tensor]) -> torch.Tensor | None:
+        """The UIs' RI for ``μ_UI, σ_UI``: label-free (``nearest``) or the PRM's prediction (``prm``)."""
+        if self.cfg.ui_stats == "prm":
+            return torch.cat(preds) if preds else None
+        return self.label_free_ri(embs)
+
+    def label_free_ri(self, embs: torch.Tensor) -> torch.Tensor:
+        """ξ with the nearest prototype as the own class and the second nearest as the negative."""
+        cosine = F.normalize(embs, dim=1) @ F.normalize(self.head.weight.detach().float(), dim=1).T
+        if hasattr(self.head, "cosine_labels") and D.current().world_size > 1:  # PartialFC shard: gather
+            padded = F.pad(cosine, (0, max(0, 2 - cosine.shape[1])), value=-2.0)  # a one-class shard
+            local = padded.topk(2, dim=1).values
+            cosine = torch.cat(D.all_gather_nograd(local.contiguous()).chunk(D.current().world_size), dim=1)
+        d_p, d_n = nearest_distances(cosine)
+        d_ui = 1.0 - F.normalize(embs, dim=1) @ UICentre.centre_of(embs)
+        return self.ri_form(d_p, d_n, d_ui)
