@@ -155,15 +155,13 @@ def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding
 
 
 
-def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_the_end(ckpt):
-    """Driven at the ASGI level: the test client would read the whole body itself, hiding what the app reads."""
+def post_asgi(app, n_chunks: int, length_header: bool) -> tuple[list[dict], int, int]:
+    """POST a multipart body of ``n_chunks`` × 64 kB straight to the ASGI app (the test client would read
+    the whole body itself, hiding what the app reads); returns (sent messages, chunks read, chunks in all)."""
     import anyio
 
-    from vlrface.serve.app import MULTIPART_SLACK, create_app
-
-    app = create_app(ckpt, max_bytes=MAX_BYTES)
     head = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
-    chunks = [head] + [b"\0" * 65536] * 64 + [b"\r\n--xx--\r\n"]  # 4 MB, no Content-Length
+    chunks = [head] + [b"\0" * 65536] * n_chunks + [b"\r\n--xx--\r\n"]
     read, sent = [], []
 
     async def receive():
@@ -173,9 +171,29 @@ def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_the_end(ckpt):
     async def send(message):
         sent.append(message)
 
+    size = (b"content-length", str(sum(map(len, chunks))).encode()) if length_header else (b"transfer-encoding", b"chunked")
     scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/embed", "raw_path": b"/embed",
              "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1), "server": ("t", 80),
-             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), (b"transfer-encoding", b"chunked")]}
+             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), size]}
     anyio.run(app, scope, receive, send)
+    return sent, len(read), len(chunks)
+
+
+def test_a_chunked_upload_is_stopped_at_the_limit_not_read_to_the_end(ckpt):
+    from vlrface.serve.app import MULTIPART_SLACK, create_app
+
+    sent, read, _ = post_asgi(create_app(ckpt, max_bytes=MAX_BYTES), 64, length_header=False)  # 4 MB
     assert sent[0]["status"] == 413 and b"too large" in sent[1]["body"]
-    assert len(read) <= (MAX_BYTES + MULTIPART_SLACK) // 65536 + 2  # stopped reading: never spooled the 4 MB
+    assert read <= (MAX_BYTES + MULTIPART_SLACK) // 65536 + 2  # stopped reading: never spooled the 4 MB
+
+
+def test_an_announced_oversized_upload_is_drained_unless_huge(ckpt):
+    """Answering with the body unread makes the kernel reset the connection (the client may never see the
+    413), so a body up to DRAIN_FACTOR × the limit is read away first; a larger one is refused unread."""
+    from vlrface.serve.app import DRAIN_FACTOR, create_app
+
+    app = create_app(ckpt, max_bytes=MAX_BYTES)
+    sent, read, total = post_asgi(app, 5, length_header=True)  # 320 kB: over limit + slack, under the drain cap
+    assert sent[0]["status"] == 413 and read == total
+    sent, read, total = post_asgi(app, DRAIN_FACTOR * MAX_BYTES // 65536 + 1, length_header=True)
+    assert sent[0]["status"] == 413 and read == 0

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
 DEFAULT_MAX_PIXELS = 50_000_000  # images whose header announces more get 413 before decoding (8K photos pass)
 MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
+# An oversized upload up to this many times the limit is read and dropped before the 413: a server that
+# answers and closes with the body unread makes the kernel reset the connection, and the client may see
+# the reset instead of the 413. Larger bodies are refused at once (the reset is the lesser cost).
+DRAIN_FACTOR = 8
 BATCH = 64  # model batch: enough to fill a CPU, small enough for any GPU at 112×112
 
 
@@ -246,6 +250,9 @@ def create_app(
         """Reject by Content-Length before the body is parsed; chunked bodies are checked on read."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + MULTIPART_SLACK:
+            if int(length) <= DRAIN_FACTOR * max_bytes:
+                async for _ in request.stream():
+                    pass
             return JSONResponse({"detail": f"upload too large: {length} bytes, limit {max_bytes}"}, status_code=413)
         return await call_next(request)
 
