@@ -264,6 +264,8 @@ def table(results: dict, seeds: list[int]) -> str:
              "|---|---|" + "---|" * len(SIZES)]
     keys = ["hr" if s is None else f"{s}px" for s in SIZES]
     for model in ("raw-pixels", "off-the-shelf", "arcface", "ri"):
+        if not results.get(model):  # a run with --only
+            continue
         for set_name in ("lfw-vlr", "att-vlr"):
             cells = []
             for k in keys:
