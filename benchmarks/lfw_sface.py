@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from vlrface.data.datasets import build_train_data
-from vlrface.data.readers import lfw_vlr_split, read_att, read_image, read_image_folder, to_face
+from vlrface.data.readers import ATT_TRAIN_SUBJECTS, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
 from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
@@ -57,9 +57,6 @@ VARIANTS = {
     "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
     "ri": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
 }
-
-
-ATT_TRAIN_SUBJECTS = range(1, 21)  # att-vlr tests 21–40 only
 
 
 def write_face(path: Path, img, quality: int | None, crop: str = "lfw") -> None:
@@ -87,10 +84,10 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
             write_face(out / "lfw-test" / kind / who / f"{p.stem}.png", read_image(p), None)
     shutil.copytree(att, out / "att", dirs_exist_ok=True)
     both = out / "train+att"
-    both.mkdir(exist_ok=True)
+    shutil.rmtree(both, ignore_errors=True)  # rebuilt each time: no stale people, no dangling links
+    both.mkdir()
     for person in (out / "train").iterdir():
-        if not (both / person.name).exists():
-            (both / person.name).symlink_to(Path("..") / "train" / person.name)
+        (both / person.name).symlink_to(Path("..") / "train" / person.name)
     orl = read_att(att, ATT_TRAIN_SUBJECTS)
     for p, y in zip(orl.paths, orl.labels):
         write_face(both / f"att-{orl.names[y]}" / f"{p.stem}.jpg", read_image(p), 95, crop="att")
@@ -134,7 +131,8 @@ def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: in
     if trunk:
         t0 = time.perf_counter()
         cfg = config(seeds[0], "ri")
-        stored = out / f"trunk-cache-{trunk}-{variants}.pt"  # hours of CPU: kept for reruns and `tune`
+        # hours of CPU: kept for reruns and `tune`; named by training folder so one --out cannot mix them
+        stored = out / f"trunk-cache-{trunk}-{variants}{'' if train == 'train' else '-' + train}.pt"
         if stored.is_file():
             cache = TrunkCache.load(stored)
         else:
@@ -220,21 +218,25 @@ def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], t
     prints μ_UI, σ_UI, the PRM's and the label-free RI of the UIs, and, per cached variant (0 = HR),
     the labelled ξ of every ``rows_every``-th training image and the share L_ID would push.
     """
+    if not (run_dir / "last.pt").is_file():
+        raise SystemExit(f"{run_dir}: no last.pt (a finished run of `run` or `tune` is needed)")
     cache = TrunkCache.load(cache_file)
     cfg = load_config("lfw-vlr-sface", ["seed=0", f"out={run_dir}", "data.kind=folder", f"data.root={data / train}",
                                         "eval.protocols=[]", *switches])
-    trainer = CachedTrunkTrainer(cfg, cache, progress=False)
-    obj, top = trainer.objective, trainer.top.eval()
+    trainer = CachedTrunkTrainer(cfg, cache, progress=False)  # resumes last.pt
+    if trainer.data.num_images != cache.features.shape[1]:
+        raise SystemExit(f"{cache_file} was built from other training data than {data / train}")
+    obj, top, dev = trainer.objective, trainer.top.eval(), trainer.device
     mu, sigma = float(obj.ui.mu), float(obj.ui.sigma)
-    ui_out = top(cache.ui.float())
-    ui = obj.label_free_ri(ui_out.embedding.float())
-    out = {"step": trainer.step, "mu_ui": mu, "sigma_ui": sigma, "ui_ri_nearest": [float(ui.mean()), float(ui.std())]}
+    ui_out = top(cache.ui.to(dev).float())
+    ui = obj.label_free_ri(ui_out.embedding.float(), obj.ui.next_centre(ui_out.embedding))
+    out = {"step": trainer.step, "mu_ui": mu, "sigma_ui": sigma, "ui_ri_nearest": [float(ui.mean()), float(ui.std())]}  # sample stds
     if ui_out.quality is not None:
         out["ui_prm"] = [float(ui_out.quality.mean()), float(ui_out.quality.std())]
     rows = torch.arange(0, cache.features.shape[1], rows_every)
-    labels = torch.from_numpy(trainer.data.labels[rows.numpy()])
+    labels = torch.from_numpy(trainer.data.labels[rows.numpy()]).to(dev)
     for v in range(cache.variants):
-        o = top(cache.features[v, rows].float())
+        o = top(cache.features[v, rows].to(dev).float())
         head_cos = obj.head(o.embedding, labels).cosine
         xi = obj.ri_form(*ri_distances(o.embedding, head_cos, labels, obj.ui.centre))
         out[f"variant{v}"] = {"xi": [float(xi.mean()), float(xi.std())],

@@ -78,7 +78,7 @@ def test_prefetch_keeps_order_raises_and_stops():
     before = set(threading.enumerate())
     it = prefetch(endless(), 2)
     assert [next(it) for _ in range(3)] == [0, 1, 2]
-    (worker,) = set(threading.enumerate()) - before
+    (worker,) = [t for t in set(threading.enumerate()) - before if t.name == "vlrface-prefetch"]
     it.close()  # the thread stops instead of running ahead forever
     worker.join(timeout=10)  # joined, not slept on: a loaded CI machine may not schedule it within a fixed sleep
     assert not worker.is_alive()

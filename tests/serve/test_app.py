@@ -155,9 +155,11 @@ def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding
 
 
 
-def post_asgi(app, n_chunks: int, length_header: bool) -> tuple[list[dict], int, int]:
+def post_asgi(app, n_chunks: int, length_header: bool, extra_headers: tuple = (),
+              disconnect_after: int | None = None) -> tuple[list[dict], int, int]:
     """POST a multipart body of ``n_chunks`` × 64 kB straight to the ASGI app (the test client would read
-    the whole body itself, hiding what the app reads); returns (sent messages, chunks read, chunks in all)."""
+    the whole body itself, hiding what the app reads); returns (sent messages, chunks read, chunks in all).
+    ``disconnect_after``: the client hangs up after that many chunks."""
     import anyio
 
     head = b'--xx\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
@@ -166,6 +168,8 @@ def post_asgi(app, n_chunks: int, length_header: bool) -> tuple[list[dict], int,
 
     async def receive():
         read.append(1)
+        if disconnect_after is not None and len(read) > disconnect_after:
+            return {"type": "http.disconnect"}
         return {"type": "http.request", "body": chunks[len(read) - 1], "more_body": len(read) < len(chunks)}
 
     async def send(message):
@@ -174,7 +178,7 @@ def post_asgi(app, n_chunks: int, length_header: bool) -> tuple[list[dict], int,
     size = (b"content-length", str(sum(map(len, chunks))).encode()) if length_header else (b"transfer-encoding", b"chunked")
     scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/embed", "raw_path": b"/embed",
              "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1), "server": ("t", 80),
-             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), size]}
+             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), size, *extra_headers]}
     anyio.run(app, scope, receive, send)
     return sent, len(read), len(chunks)
 
@@ -197,3 +201,9 @@ def test_an_announced_oversized_upload_is_drained_unless_huge(ckpt):
     assert sent[0]["status"] == 413 and read == total
     sent, read, total = post_asgi(app, DRAIN_FACTOR * MAX_BYTES // 65536 + 1, length_header=True)
     assert sent[0]["status"] == 413 and read == 0
+    # a client waiting for "100 Continue" has sent nothing: refuse at once instead of inviting the body
+    sent, read, _ = post_asgi(app, 5, length_header=True, extra_headers=((b"expect", b"100-continue"),))
+    assert sent[0]["status"] == 413 and read == 0
+    # a client hanging up mid-drain is not a server error
+    sent, read, _ = post_asgi(app, 5, length_header=True, disconnect_after=2)
+    assert sent[0]["status"] == 413 and read == 3

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from vlrface.models import HEADS
+from vlrface.models.ri import UICentre
 from vlrface.train import distributed as D
 from vlrface.train.config import RIConfig
 from vlrface.train.objective import Objective
@@ -80,7 +81,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.manual_seed(3)
     index = sampler.sample(local, owned)
     torch.save({"rank": info.rank, "start": start, "count": count, "losses": losses,
-                "full_weight": pfc.full_weight(), "ui_ri": Objective(pfc, RIConfig(), DIM).ui_ri(UI, []),
+                "full_weight": pfc.full_weight(),
+                "ui_ri": Objective(pfc, RIConfig(), DIM).label_free_ri(UI, UICentre.centre_of(UI)),
                 "sampled": (index + start).tolist(),
                 "positives": sorted(set(labels[owned].tolist()))}, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -117,7 +119,7 @@ def test_two_ranks_match_one_process(tmp_path):
     # the UIs' label-free RI needs the nearest two prototypes over both shards
     whole = HEADS.build("arcface", embedding_size=DIM, num_classes=CLASSES)
     whole.weight.data.copy_(r0["full_weight"])
-    ref_ri = Objective(whole, RIConfig(), DIM).ui_ri(UI, [])
+    ref_ri = Objective(whole, RIConfig(), DIM).label_free_ri(UI, UICentre.centre_of(UI))
     torch.testing.assert_close(r0["ui_ri"], ref_ri)
     torch.testing.assert_close(r1["ui_ri"], ref_ri)
     for r in (r0, r1):

@@ -4,7 +4,11 @@ import torch
 from vlrface.errors import UserError
 from vlrface.models import HEADS, FaceOutput, build_model
 from vlrface.train.config import RIConfig
+from vlrface.models.ri import UICentre
+from vlrface.train import objective
+from vlrface.train.distributed import DistInfo
 from vlrface.train.objective import Objective
+from vlrface.train.partial_fc import PartialFC
 
 D, C = 8, 3
 
@@ -91,6 +95,37 @@ def test_ui_stats_nearest_is_the_label_free_ri_by_hand():
     torch.testing.assert_close(obj.ui.centre, torch.tensor([0.5, r2, 0, 0.5]))
     assert obj.ui.mu.item() == pytest.approx((1 + 2 - r2) / 2)
     assert obj.ui.sigma.item() == pytest.approx((1 - r2) / 2)  # population std of two values
+
+
+def test_ui_stats_nearest_under_ema_uses_the_blended_centre():
+    """μ_UI must be measured against the ū that training then uses, not the UIs' fresh centre."""
+    obj = make(ui_update="ema", ema_momentum=0.5)
+    obj.head.weight.data = torch.eye(D)[:C]
+    a, b = torch.eye(D)[[3, 4]], torch.eye(D)[[5, 6]]
+    obj.refresh(Identity(), a)
+    mu_a = obj.ui.mu.item()
+    obj.refresh(Identity(), b)
+    expected = obj.label_free_ri(b, obj.ui.centre).mean().item()  # the stored (blended) centre
+    assert obj.ui.mu.item() == pytest.approx(0.5 * mu_a + 0.5 * expected)
+    assert obj.label_free_ri(b, UICentre.centre_of(b)).mean().item() != pytest.approx(expected)  # it matters
+
+
+def test_ui_stats_nearest_needs_two_classes():
+    with pytest.raises(UserError, match="2 classes"):
+        Objective(HEADS.build("arcface", embedding_size=D, num_classes=1), RIConfig(), D)
+    Objective(HEADS.build("arcface", embedding_size=D, num_classes=1), RIConfig(ui_stats="prm"), D)
+
+
+def test_label_free_ri_gathers_over_partial_fc_shards_even_a_one_class_one(monkeypatch):
+    """Rank 1 of 2 holds one of 3 classes: its top-2 is padded, gathered beside rank 0's, and the global
+    nearest two are rank 0's 0.9 and 0.1 → ξ = d_UI + d_N − d_P = 0 + 0.9 − 0.1 (one UI, so d_UI = 0)."""
+    monkeypatch.setattr(objective.D, "current", lambda: DistInfo(rank=1, world_size=2, distributed=True))
+    monkeypatch.setattr(objective.D, "all_gather_nograd", lambda local: torch.cat([torch.tensor([[0.9, 0.1]]), local]))
+    shard = HEADS.build("arcface", embedding_size=2, num_classes=1)
+    shard.weight.data = torch.tensor([[0.0, 1.0]])  # cosine 0 to the UI
+    obj = Objective(PartialFC(shard, 3), RIConfig(), 2)
+    ui = torch.tensor([[1.0, 0.0]])
+    assert obj.label_free_ri(ui, UICentre.centre_of(ui)).item() == pytest.approx(0.8)
 
 
 def test_ui_stats_prm_takes_the_prm_predictions():

@@ -90,21 +90,26 @@ class UICentre(nn.Module):
     def centre_of(ui_embeddings: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.normalize(ui_embeddings.float(), dim=1).mean(dim=0), dim=0)
 
+    def next_centre(self, ui_embeddings: torch.Tensor, mode: str = "recompute", momentum: float = 0.9) -> torch.Tensor:
+        """The ``ū`` that :meth:`update` stores: the UIs' own centre, or (EMA) blended into the current one."""
+        if mode not in ("ema", "recompute"):
+            raise ValueError(f"unknown UI update mode {mode!r}")
+        centre = self.centre_of(ui_embeddings)
+        if mode == "ema" and bool(self.initialised):
+            centre = F.normalize(momentum * self.centre + (1 - momentum) * centre, dim=0)
+        return centre
+
     @torch.no_grad()
     def update(self, ui_embeddings: torch.Tensor, ui_ri: torch.Tensor | None, mode: str = "recompute",
                momentum: float = 0.9) -> None:
         """Recompute ``ū`` (or blend it in, EMA) from UI embeddings; μ/σ from the UIs' RI."""
-        centre = self.centre_of(ui_embeddings)
+        centre = self.next_centre(ui_embeddings, mode, momentum)
         stats = None
         if ui_ri is not None:
             stats = (ui_ri.float().mean(), ui_ri.float().std(unbiased=False).clamp_min(SIGMA_FLOOR))
-        if mode == "ema" and bool(self.initialised):
-            centre = F.normalize(momentum * self.centre + (1 - momentum) * centre, dim=0)
-            if stats is not None:
+            if mode == "ema" and bool(self.initialised):
                 stats = (momentum * self.mu + (1 - momentum) * stats[0],
                          momentum * self.sigma + (1 - momentum) * stats[1])
-        elif mode not in ("ema", "recompute"):
-            raise ValueError(f"unknown UI update mode {mode!r}")
         self.centre.copy_(centre)
         if stats is not None:
             self.mu.copy_(stats[0])

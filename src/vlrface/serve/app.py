@@ -216,6 +216,7 @@ def create_app(
     """
     from fastapi import FastAPI, File, HTTPException, Request, UploadFile
     from fastapi.responses import JSONResponse
+    from starlette.requests import ClientDisconnect
 
     service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, index=index, device=device)
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
@@ -250,9 +251,13 @@ def create_app(
         """Reject by Content-Length before the body is parsed; chunked bodies are checked on read."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > max_bytes + MULTIPART_SLACK:
-            if int(length) <= DRAIN_FACTOR * max_bytes:
-                async for _ in request.stream():
-                    pass
+            # a client waiting on "Expect: 100-continue" has sent no body and will send none after a 413
+            if int(length) <= DRAIN_FACTOR * max_bytes and request.headers.get("expect", "").lower() != "100-continue":
+                try:
+                    async for _ in request.stream():
+                        pass
+                except ClientDisconnect:
+                    pass  # it gave up: the answer below goes nowhere, but no 500 and no traceback
             return JSONResponse({"detail": f"upload too large: {length} bytes, limit {max_bytes}"}, status_code=413)
         return await call_next(request)
 

@@ -40,6 +40,8 @@ class Objective(nn.Module):
             raise UserError(f"unknown ri.ui_update {ri.ui_update!r}; choose recompute or ema")
         if ri.ui_stats not in UI_STATS:
             raise UserError(f"unknown ri.ui_stats {ri.ui_stats!r}; choose {' or '.join(UI_STATS)}")
+        if ri.enabled and ri.ui_stats == "nearest" and head.num_classes < 2:
+            raise UserError("ri.ui_stats=nearest needs ≥ 2 classes (a nearest and a second-nearest prototype)")
         self.ui = UICentre(embedding_size)
 
     def forward(self, out: FaceOutput, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -82,21 +84,26 @@ class Objective(nn.Module):
                 preds.append(out.quality.float())
         model.train(was_training)
         embs = torch.cat(embs)
-        self.ui.update(embs, self.ui_ri(embs, preds), self.cfg.ui_update, self.cfg.ema_momentum)
+        centre = self.ui.next_centre(embs, self.cfg.ui_update, self.cfg.ema_momentum)  # what training will use
+        self.ui.update(embs, self.ui_ri(embs, preds, centre), self.cfg.ui_update, self.cfg.ema_momentum)
 
-    def ui_ri(self, embs: torch.Tensor, preds: list[torch.Tensor]) -> torch.Tensor | None:
+    def ui_ri(self, embs: torch.Tensor, preds: list[torch.Tensor], centre: torch.Tensor) -> torch.Tensor | None:
         """The UIs' RI for ``μ_UI, σ_UI``: label-free (``nearest``) or the PRM's prediction (``prm``)."""
         if self.cfg.ui_stats == "prm":
             return torch.cat(preds) if preds else None
-        return self.label_free_ri(embs)
+        return self.label_free_ri(embs, centre)
 
-    def label_free_ri(self, embs: torch.Tensor) -> torch.Tensor:
-        """ξ with the nearest prototype as the own class and the second nearest as the negative."""
+    def label_free_ri(self, embs: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """ξ with the nearest prototype as the own class and the second nearest as the negative.
+
+        Under PartialFC with ``partial_fc_rate < 1`` a training sample's ``d_N`` is to the nearest *sampled*
+        negative, so its ξ reads a little higher than this all-class one: slightly fewer samples are pushed.
+        """
         cosine = F.normalize(embs, dim=1) @ F.normalize(self.head.weight.detach().float(), dim=1).T
         if hasattr(self.head, "cosine_labels") and D.current().world_size > 1:  # PartialFC shard: gather
             padded = F.pad(cosine, (0, max(0, 2 - cosine.shape[1])), value=-2.0)  # a one-class shard
             local = padded.topk(2, dim=1).values
             cosine = torch.cat(D.all_gather_nograd(local.contiguous()).chunk(D.current().world_size), dim=1)
         d_p, d_n = nearest_distances(cosine)
-        d_ui = 1.0 - F.normalize(embs, dim=1) @ UICentre.centre_of(embs)
+        d_ui = 1.0 - F.normalize(embs, dim=1) @ centre
         return self.ri_form(d_p, d_n, d_ui)
