@@ -174,20 +174,17 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_peo
     rng = np.random.default_rng(2026)
     val = set(rng.choice(names, val_people, replace=False).tolist())
     split = out / "split"
+    shutil.rmtree(split, ignore_errors=True)  # links only: rebuilt each time, as prepare's train+att
+    (split / "fit").mkdir(parents=True)
     for name in names:
         files = sorted((data / "train" / name).iterdir())
         if name in val:
             for kind, group in (("gallery", files[:1]), ("probe", files[1:])):
-                (split / "val" / kind / name).mkdir(parents=True, exist_ok=True)
+                (split / "val" / kind / name).mkdir(parents=True)
                 for f in group:
-                    link = split / "val" / kind / name / f.name
-                    link.unlink(missing_ok=True)
-                    link.symlink_to(f.resolve())
+                    (split / "val" / kind / name / f.name).symlink_to(f.resolve())
         else:
-            (split / "fit").mkdir(parents=True, exist_ok=True)
-            link = split / "fit" / name
-            if not link.exists():
-                link.symlink_to((data / "train" / name).resolve())
+            (split / "fit" / name).symlink_to((data / "train" / name).resolve())
     full_row = {(p.parent.name, p.name): i for i, p in enumerate(full.paths)}
     fit = read_image_folder(split / "fit")
     rows = torch.tensor([full_row[(p.parent.name, p.name)] for p in fit.paths])
@@ -274,9 +271,7 @@ def table(results: dict, seeds: list[int]) -> str:
                 if model in ("raw-pixels", "off-the-shelf"):
                     cells.append(f"{results[model][set_name][k]['rank1']:.3f}")
                 else:
-                    vals = [results[model][s][set_name][k]["rank1"] for s in seeds if s in results.get(model, {})]
-                    if not vals:
-                        continue
+                    vals = [results[model][s][set_name][k]["rank1"] for s in seeds if s in results[model]]
                     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
             lines.append(f"| {model} | {set_name} | " + " | ".join(cells) + " |")

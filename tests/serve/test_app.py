@@ -154,7 +154,6 @@ def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding
     assert client.post("/embed", files=upload(cv2.imencode(".jpg", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes())).status_code == 200
 
 
-
 def post_asgi(app, n_chunks: int, length_header: bool, extra_headers: tuple = (),
               disconnect_after: int | None = None) -> tuple[list[dict], int, int]:
     """POST a multipart body of ``n_chunks`` × 64 kB straight to the ASGI app (the test client would read

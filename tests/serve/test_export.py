@@ -28,7 +28,6 @@ def plain_ckpt(tmp_path_factory):
     return path
 
 
-
 @pytest.mark.parametrize("which, outputs", [("ckpt", ["embedding", "quality"]), ("plain_ckpt", ["embedding"])])
 def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp_path, cli):
     ckpt = request.getfixturevalue(which)

@@ -3,9 +3,9 @@ import torch
 
 from vlrface.errors import UserError
 from vlrface.models import HEADS, FaceOutput, build_model
-from vlrface.train.config import RIConfig
 from vlrface.models.ri import UICentre
 from vlrface.train import objective
+from vlrface.train.config import RIConfig
 from vlrface.train.distributed import DistInfo
 from vlrface.train.objective import Objective
 from vlrface.train.partial_fc import PartialFC

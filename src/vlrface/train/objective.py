@@ -100,10 +100,11 @@ class Objective(nn.Module):
         negative, so its ξ reads a little higher than this all-class one: slightly fewer samples are pushed.
         """
         cosine = F.normalize(embs, dim=1) @ F.normalize(self.head.weight.detach().float(), dim=1).T
-        if hasattr(self.head, "cosine_labels") and D.current().world_size > 1:  # PartialFC shard: gather
+        world = D.current().world_size
+        if hasattr(self.head, "cosine_labels") and world > 1:  # PartialFC shard: gather
             padded = F.pad(cosine, (0, max(0, 2 - cosine.shape[1])), value=-2.0)  # a one-class shard
             local = padded.topk(2, dim=1).values
-            cosine = torch.cat(D.all_gather_nograd(local.contiguous()).chunk(D.current().world_size), dim=1)
+            cosine = torch.cat(D.all_gather_nograd(local.contiguous()).chunk(world), dim=1)
         d_p, d_n = nearest_distances(cosine)
         d_ui = 1.0 - F.normalize(embs, dim=1) @ centre
         return self.ri_form(d_p, d_n, d_ui)
