@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from vlrface.bench.train import timed
-from vlrface.train.config import VLRConfig
+from vlrface.config import VLRConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,12 @@ def old_module(old: str) -> types.ModuleType:
     if Path(old).is_file():
         src = Path(old).read_text()
     else:
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{old}:src/vlrface/data/degrade.py"],
-                             capture_output=True, text=True, check=True).stdout
+        src = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{old}:src/vlrface/data/degrade.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     mod = types.ModuleType("vlrface.data._degrade_old")
     mod.__package__ = "vlrface.data"
     exec(compile(src, f"{old}:degrade.py", "exec"), mod.__dict__)
@@ -64,8 +68,11 @@ def compare(impls: dict[str, types.ModuleType], device: torch.device, reps: int)
     x = inputs(device)
     rows = []
     for name in cases(impls["new"], x):
-        row: dict = {"case": name, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "threads": torch.get_num_threads()}
+        row: dict = {
+            "case": name,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+        }
         fns = {label: cases(mod, x)[name] for label, mod in impls.items()}
         times: dict[str, list[float]] = {label: [] for label in fns}
         for rep in range(3 + reps):

@@ -23,7 +23,7 @@ import argparse
 import json
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,9 @@ def rank1(scores: np.ndarray, query_ids: list[str], names: list[str]) -> float:
 
 
 def embedder(model, cache: Path | None, key: str) -> ModelEmbedder:
-    return ModelEmbedder(model, SFACE_PREPROCESSING, progress=False, cache=EmbeddingCache(cache) if cache else None, model_key=key)
+    return ModelEmbedder(
+        model, SFACE_PREPROCESSING, progress=False, cache=EmbeddingCache(cache) if cache else None, model_key=key
+    )
 
 
 def one_set(people: dict[str, list[Path]], crop: str, cache: Path) -> dict:
@@ -94,9 +96,14 @@ def one_set(people: dict[str, list[Path]], crop: str, cache: Path) -> dict:
         q1 = {s: ft(ImageSet(tuple(queries), crop, s)).emb for s in SIZES}
         rows["imprint + BN-FT"] = {s: rank1(enrolled_scores(q1[s], tuned), query_ids, names) for s in SIZES}
         cosine_ft = MATCHERS.build("cosine").fit(ft(ImageSet(tuple(paths), crop)).emb, shot_ids)
-        rows["gallery after BN-FT"] = {s: rank1(cosine_ft.scores(q1[s]), query_ids, cosine_ft.identities) for s in SIZES}
-        out[f"{n}-shot"] = {"rows": {k: {("hr" if s is None else f"{s}px"): v for s, v in r.items()} for k, r in rows.items()},
-                            "ft_loss_first_last": [tuned.losses[0], tuned.losses[-1]], "ft_seconds": ft_seconds}
+        rows["gallery after BN-FT"] = {
+            s: rank1(cosine_ft.scores(q1[s]), query_ids, cosine_ft.identities) for s in SIZES
+        }
+        out[f"{n}-shot"] = {
+            "rows": {k: {("hr" if s is None else f"{s}px"): v for s, v in r.items()} for k, r in rows.items()},
+            "ft_loss_first_last": [tuned.losses[0], tuned.losses[-1]],
+            "ft_seconds": ft_seconds,
+        }
         print(n, "shot", json.dumps(out[f"{n}-shot"]), flush=True)
     return out
 
@@ -105,9 +112,11 @@ def table(results: dict) -> str:
     cols = ["hr" if s is None else f"{s}px" for s in SIZES]
     lines = []
     for set_name, r in results.items():
-        lines += [f"\n**{set_name}** ({r['identities']} new identities, {r['queries']} queries per probe size; rank-1 %)\n",
-                  "| method | " + " | ".join(f"{n}-shot {c}" for n in SHOTS for c in cols) + " |",
-                  "|---|" + "---|" * (len(SHOTS) * len(cols))]
+        lines += [
+            f"\n**{set_name}** ({r['identities']} new identities, {r['queries']} queries per probe size; rank-1 %)\n",
+            "| method | " + " | ".join(f"{n}-shot {c}" for n in SHOTS for c in cols) + " |",
+            "|---|" + "---|" * (len(SHOTS) * len(cols)),
+        ]
         for method in r[f"{SHOTS[0]}-shot"]["rows"]:
             cells = [f"{100 * r[f'{n}-shot']['rows'][method][c]:.1f}" for n in SHOTS for c in cols]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -119,15 +128,25 @@ def main() -> None:
     ap.add_argument("--lfw", type=Path, required=True)
     ap.add_argument("--att", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--cache", type=Path, default=None, help="Embedding cache of the off-the-shelf model (shared with bench_nac).")
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="Embedding cache of the off-the-shelf model (shared with bench_nac)."
+    )
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    results = {"att-vlr": one_set(att_people(a.att), "att", a.cache or a.out / "cache"),
-               "lfw-vlr": one_set(lfw_people(a.lfw), "lfw", a.cache or a.out / "cache")}
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.machine(),
-            "threads": torch.get_num_threads(), "steps": STEPS, "batch": BATCH, "seconds": time.perf_counter() - t0}
+    results = {
+        "att-vlr": one_set(att_people(a.att), "att", a.cache or a.out / "cache"),
+        "lfw-vlr": one_set(lfw_people(a.lfw), "lfw", a.cache or a.out / "cache"),
+    }
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="minutes"),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "steps": STEPS,
+        "batch": BATCH,
+        "seconds": time.perf_counter() - t0,
+    }
     (a.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     md = table(results)
     (a.out / "results.md").write_text(md)

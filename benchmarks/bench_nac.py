@@ -16,7 +16,7 @@ import argparse
 import json
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,9 @@ VAL_PEOPLE, VAL_PROBES = 100, 5
 
 def sface_embedder(cache: Path) -> ModelEmbedder:
     model = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False})
-    return ModelEmbedder(model, SFACE_PREPROCESSING, progress=False, cache=EmbeddingCache(cache), model_key="sface-off-the-shelf")
+    return ModelEmbedder(
+        model, SFACE_PREPROCESSING, progress=False, cache=EmbeddingCache(cache), model_key="sface-off-the-shelf"
+    )
 
 
 def validation_split(lfw: Path) -> tuple[list[Path], list[str], list[Path], list[str]]:
@@ -67,16 +69,27 @@ def pick_temperature(embed: ModelEmbedder, lfw: Path) -> tuple[float, dict]:
     embedded = {s: embed(ImageSet(tuple(probes), "lfw", s)) for s in SIZES}
     table = {}
     for t in TEMPERATURES:
-        dirs = [v for s in SIZES for v in identify(g, gids, embedded[s], pids, matcher=MATCHERS.build("nac", temperature=t))
-                ["open_set"]["dir_at_far"].values()]
+        dirs = [
+            v
+            for s in SIZES
+            for v in identify(g, gids, embedded[s], pids, matcher=MATCHERS.build("nac", temperature=t))["open_set"][
+                "dir_at_far"
+            ].values()
+        ]
         table[t] = float(np.mean(dirs))
     return max(table, key=table.get), table
 
 
 def figures(res: dict) -> dict:
     o = res["open_set"]
-    return {"rank1": res["cmc"][1], "dir@far=1e-1": o["dir_at_far"][0.1], "dir@far=1e-2": o["dir_at_far"][0.01],
-            "tpir20@fpir=0.1": o["tpir_at_fpir"][0.1], "n_mated": res["n_mated"], "n_unmated": o["n_unmated"]}
+    return {
+        "rank1": res["cmc"][1],
+        "dir@far=1e-1": o["dir_at_far"][0.1],
+        "dir@far=1e-2": o["dir_at_far"][0.01],
+        "tpir20@fpir=0.1": o["tpir_at_fpir"][0.1],
+        "n_mated": res["n_mated"],
+        "n_unmated": o["n_unmated"],
+    }
 
 
 def run(lfw: Path, att: Path, out: Path) -> dict:
@@ -92,10 +105,15 @@ def run(lfw: Path, att: Path, out: Path) -> dict:
                 name = "cosine" if label == "cosine" else "nac"
                 res = proto.run(embed, SIZES, MATCHERS.build(name, **params))
                 results.setdefault(proto_name, {})[label] = {s: figures(r) for s, r in res.items()}
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="minutes"), "machine": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "model": "SFace off the shelf (OpenCV Zoo, 128-d)",
-            "validation": {"people": VAL_PEOPLE, "probes_each": VAL_PROBES, "mean_dir_by_T": val, "chosen_T": t_val},
-            "results": results, "seconds": time.perf_counter() - t0}
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="minutes"),
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "model": "SFace off the shelf (OpenCV Zoo, 128-d)",
+        "validation": {"people": VAL_PEOPLE, "probes_each": VAL_PROBES, "mean_dir_by_T": val, "chosen_T": t_val},
+        "results": results,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def table(r: dict) -> str:
@@ -103,12 +121,18 @@ def table(r: dict) -> str:
     for proto, by_matcher in r["results"].items():
         any_res = next(iter(by_matcher.values()))
         n = any_res["hr"]
-        lines += [f"\n**{proto}** ({n['n_mated']} mated + {n['n_unmated']} non-mated probes per setting)\n",
-                  "| matcher | " + " | ".join(f"{s}: DIR@1e-1 / DIR@1e-2 / TPIR20@0.1" for s in (setting_name(x) for x in SIZES)) + " |",
-                  "|---|" + "---|" * len(SIZES)]
+        lines += [
+            f"\n**{proto}** ({n['n_mated']} mated + {n['n_unmated']} non-mated probes per setting)\n",
+            "| matcher | "
+            + " | ".join(f"{s}: DIR@1e-1 / DIR@1e-2 / TPIR20@0.1" for s in (setting_name(x) for x in SIZES))
+            + " |",
+            "|---|" + "---|" * len(SIZES),
+        ]
         for label, by_size in by_matcher.items():
-            cells = [f"{100 * f['dir@far=1e-1']:.1f} / {100 * f['dir@far=1e-2']:.1f} / {100 * f['tpir20@fpir=0.1']:.1f}"
-                     for f in (by_size[setting_name(x)] for x in SIZES)]
+            cells = [
+                f"{100 * f['dir@far=1e-1']:.1f} / {100 * f['dir@far=1e-2']:.1f} / {100 * f['tpir20@fpir=0.1']:.1f}"
+                for f in (by_size[setting_name(x)] for x in SIZES)
+            ]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

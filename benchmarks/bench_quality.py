@@ -3,7 +3,7 @@
 Data (no tuning on test people; nothing here is fitted at all):
 * **synthetic** — the test set the demo reported on (sizes from its
   ``report.json``; 100 held-out synthetic identities × 6 probes for the quick
-  run of 2026-11-28, ``vlrface.report_demo.synthetic_probe_set``), HR
+  run of 2026-11-28, ``vlrface.eval.probe_sets.synthetic_probe_set``), HR
   gallery, probes degraded to 16 and 8 px;
 * **att-vlr** — ORL/AT&T subjects 21–40 as ``eval.protocols.AttVLR`` defines
   them: gallery image 1 at full resolution, images 2–10 degraded to 16/12/8 px.
@@ -32,22 +32,21 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from vlrface.data.degrade import degrade  # noqa: E402
-from vlrface.demo import TEST_IDENTITY_OFFSET  # noqa: E402
-from vlrface.errors import UserError  # noqa: E402
-from vlrface.eval import metrics  # noqa: E402
-from vlrface.quality import SCORERS, build_scorer  # noqa: E402
-from vlrface.report_demo import ProbeSet, model_embedder, protocol_probe_set, synthetic_probe_set  # noqa: E402
-from vlrface.train.checkpoint import load_checkpoint, load_model  # noqa: E402
-from vlrface.train.config import HeadConfig, config_from_dict  # noqa: E402
+from vlrface.checkpoint import load_checkpoint, load_model
+from vlrface.config import HeadConfig, config_from_dict
+from vlrface.data.degrade import degrade
+from vlrface.errors import UserError
+from vlrface.eval import metrics
+from vlrface.eval.probe_sets import HELD_OUT_OFFSET, ProbeSet, model_embedder, protocol_probe_set, synthetic_probe_set
+from vlrface.quality import SCORERS, build_scorer
 
 SIZES = {"synthetic": (16, 8), "att-vlr": (16, 12, 8)}
 FMRS = (1e-2, 1e-3)
@@ -73,7 +72,9 @@ def train_magface(demo: Path) -> Path:
     return path
 
 
-def qualities(model, pre, ckpt: dict, x01: torch.Tensor, seed: int) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, float]]:
+def qualities(
+    model, pre, ckpt: dict, x01: torch.Tensor, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, float]]:
     """Every scorer that applies to this model on ``x01`` → (scores, {skipped scorer: why}, seconds per scorer)."""
     out, skipped, secs = {RANDOM: np.random.default_rng(seed).random(len(x01))}, {}, {}
     x = pre.normalize(x01)
@@ -97,8 +98,12 @@ def figures(scores: np.ndarray, genuine: np.ndarray, probe_q: np.ndarray, galler
         row[f"fnmr0@{fmr:g}"] = float(metrics.erc(scores, genuine, pair_q, fmr, np.array([0.0]))[0])
         for fixed, kind in ((True, "edc"), (False, "erc")):
             for lim in LIMITS:
-                row[f"{kind}{int(lim * 100)}@{fmr:g}"] = metrics.edc_pauc(scores, genuine, pair_q, fmr, lim, fixed_threshold=fixed)
-        row[f"probe20@{fmr:g}"] = metrics.edc_pauc(scores, genuine, np.broadcast_to(probe_q[:, None], scores.shape), fmr, 0.2)
+                row[f"{kind}{int(lim * 100)}@{fmr:g}"] = metrics.edc_pauc(
+                    scores, genuine, pair_q, fmr, lim, fixed_threshold=fixed
+                )
+        row[f"probe20@{fmr:g}"] = metrics.edc_pauc(
+            scores, genuine, np.broadcast_to(probe_q[:, None], scores.shape), fmr, 0.2
+        )
     return row
 
 
@@ -128,8 +133,10 @@ def evaluate_model(model_path: Path, sets: list[ProbeSet]) -> dict:
         n_images = len(ps.gallery) + len(ps.probes) * len(SIZES[ps.name])
         result["seconds"][ps.name]["images"] = n_images
         probes["mixed"] = tuple(
-            np.concatenate([p[i] for p in probes.values()]) if i != 2 else
-            {k: np.concatenate([p[2][k] for p in probes.values()]) for k in g_q} for i in range(3)
+            np.concatenate([p[i] for p in probes.values()])
+            if i != 2
+            else {k: np.concatenate([p[2][k] for p in probes.values()]) for k in g_q}
+            for i in range(3)
         )
         for setting, (p_emb, p_ids, p_q) in probes.items():
             scores = p_emb @ g_emb.T
@@ -141,7 +148,10 @@ def evaluate_model(model_path: Path, sets: list[ProbeSet]) -> dict:
                 rows[name] = figures(scores, genuine, p_q[name], g_q[name])
                 rows[name]["rho"] = spearman(p_q[name], mate)
                 if setting == "mixed":
-                    big, small = probes[f"{max(SIZES[ps.name])}px"][2][name], probes[f"{min(SIZES[ps.name])}px"][2][name]
+                    big, small = (
+                        probes[f"{max(SIZES[ps.name])}px"][2][name],
+                        probes[f"{min(SIZES[ps.name])}px"][2][name],
+                    )
                     rows[name]["size_auc"] = metrics.auc(big, small)
                     pair_q = np.minimum(p_q[name][:, None], g_q[name][None, :])
                     result["curves"].setdefault(ps.name, {})[name] = {
@@ -149,7 +159,10 @@ def evaluate_model(model_path: Path, sets: list[ProbeSet]) -> dict:
                         for kind, fixed in (("edc", True), ("erc", False))
                     }
             result["settings"].setdefault(ps.name, {})[setting] = {
-                "pairs": int(genuine.size), "genuine": int(genuine.sum()), "scorers": rows}
+                "pairs": int(genuine.size),
+                "genuine": int(genuine.sum()),
+                "scorers": rows,
+            }
     return result
 
 
@@ -159,26 +172,40 @@ def markdown(results: dict) -> str:
     sets = next(iter(results.values()))["settings"]
     for set_name in sets:
         for fmr in FMRS:
-            lines += [f"**{set_name}, mixed probe sizes, FMR {fmr:g}** (pAUC: lower is better; bold = best scorer of the model)", "",
-                      "| model | scorer | FNMR₀ | EDC pAUC 20 % | EDC pAUC 30 % | ERC pAUC 20 % | ERC pAUC 30 % "
-                      "| probe-only EDC pAUC 20 % | ρ(q, genuine score) | AUC q(large) > q(small) |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+            lines += [
+                f"**{set_name}, mixed probe sizes, FMR {fmr:g}** (pAUC: lower is better; bold = best scorer of the model)",
+                "",
+                "| model | scorer | FNMR₀ | EDC pAUC 20 % | EDC pAUC 30 % | ERC pAUC 20 % | ERC pAUC 30 % "
+                "| probe-only EDC pAUC 20 % | ρ(q, genuine score) | AUC q(large) > q(small) |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ]
             for model, res in results.items():
                 rows = res["settings"][set_name]["mixed"]["scorers"]
                 keys = [f"{k}@{fmr:g}" for k in ("edc20", "edc30", "erc20", "erc30", "probe20")]
                 best = {k: min(r[k] for n, r in rows.items() if n != RANDOM) for k in keys}
                 for name, r in rows.items():
                     cells = [f"**{r[k]:.4f}**" if r[k] == best[k] and name != RANDOM else f"{r[k]:.4f}" for k in keys]
-                    lines.append(f"| {model} | {name} | {r[f'fnmr0@{fmr:g}']:.3f} | " + " | ".join(cells)
-                                 + f" | {r['rho']:+.2f} | {r['size_auc']:.2f} |")
+                    lines.append(
+                        f"| {model} | {name} | {r[f'fnmr0@{fmr:g}']:.3f} | "
+                        + " | ".join(cells)
+                        + f" | {r['rho']:+.2f} | {r['size_auc']:.2f} |"
+                    )
             lines.append("")
         settings = [s for s in sets[set_name] if s != "mixed"]
-        lines += [f"**{set_name}, EDC pAUC 20 % at FMR 1e-2 per probe size** (FNMR₀ in brackets)", "",
-                  "| model | scorer | " + " | ".join(settings) + " |", "|---|---|" + "---|" * len(settings)]
+        lines += [
+            f"**{set_name}, EDC pAUC 20 % at FMR 1e-2 per probe size** (FNMR₀ in brackets)",
+            "",
+            "| model | scorer | " + " | ".join(settings) + " |",
+            "|---|---|" + "---|" * len(settings),
+        ]
         for model, res in results.items():
             for name in res["settings"][set_name]["mixed"]["scorers"]:
                 cells = [res["settings"][set_name][s]["scorers"][name] for s in settings]
-                lines.append(f"| {model} | {name} | " + " | ".join(f"{c['edc20@0.01']:.4f} ({c['fnmr0@0.01']:.3f})" for c in cells) + " |")
+                lines.append(
+                    f"| {model} | {name} | "
+                    + " | ".join(f"{c['edc20@0.01']:.4f} ({c['fnmr0@0.01']:.3f})" for c in cells)
+                    + " |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -219,7 +246,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.perf_counter()
     plan = json.loads((args.demo / "report.json").read_text())["plan"]  # the test set that demo reported on
-    sets = [synthetic_probe_set(0, plan["test_identities"], plan["probes_per_identity"], TEST_IDENTITY_OFFSET)]
+    sets = [synthetic_probe_set(0, plan["test_identities"], plan["probes_per_identity"], HELD_OUT_OFFSET)]
     if args.att.is_dir():
         sets.append(protocol_probe_set("att-vlr", args.att))
     else:
@@ -231,10 +258,14 @@ def main() -> None:
     for name, path in models.items():
         results[name] = evaluate_model(path, sets)
         print(f"{name}: done at {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": " ".join(sys.argv),
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-                       f"torch threads {torch.get_num_threads()}", "wall_s": round(time.perf_counter() - t0, 1),
-            "data": {ps.name: ps.source for ps in sets}}
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"torch threads {torch.get_num_threads()}",
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "data": {ps.name: ps.source for ps in sets},
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     plot(results, "ri", args.plot)

@@ -6,9 +6,9 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
+import cv2
 
-from vlrface.data.synth import SynthFaces  # noqa: E402
+from vlrface.data.synth import SynthFaces
 
 
 def main(n: int = 2000) -> None:

@@ -63,8 +63,9 @@ def insightface_recipe(root: str, batch: int, steps: int = 20, warmup: int = 5) 
     torch.manual_seed(0)
     backbone = iresnet50(dropout=0.0, fp16=True, num_features=512).to(dev).train()
     pfc = PartialFC_V2(CombinedMarginLoss(64, 1.0, 0.5, 0.0, 0), 512, CLASSES, 1.0, False).to(dev).train()
-    opt = torch.optim.SGD([{"params": backbone.parameters()}, {"params": pfc.parameters()}],
-                          lr=0.1, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        [{"params": backbone.parameters()}, {"params": pfc.parameters()}], lr=0.1, momentum=0.9, weight_decay=5e-4
+    )
     amp = torch.amp.GradScaler("cuda", growth_interval=100)
     img = torch.rand(batch, 3, 112, 112, device=dev) * 2 - 1  # its SyntheticDataLoader: one fixed batch
     labels = torch.randint(CLASSES, (batch,), device=dev)
@@ -89,8 +90,13 @@ def our_recipe(batch: int, *, amp: str, channels_last: bool, fused: bool, steps:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     head = HEADS.build("arcface", embedding_size=512, num_classes=CLASSES).to(dev)
-    opt = torch.optim.SGD([{"params": model.parameters()}, {"params": head.parameters()}],
-                          lr=0.1, momentum=0.9, weight_decay=5e-4, fused=fused)
+    opt = torch.optim.SGD(
+        [{"params": model.parameters()}, {"params": head.parameters()}],
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        fused=fused,
+    )
     scaler = torch.amp.GradScaler("cuda", growth_interval=100, enabled=amp == "fp16")
     dtype = torch.float16 if amp == "fp16" else torch.bfloat16
     img = torch.rand(batch, 3, 112, 112, device=dev) * 2 - 1
@@ -120,8 +126,13 @@ def _time_steps(name: str, step, batch: int, steps: int, warmup: int) -> dict:
     torch.cuda.reset_peak_memory_stats()
     t = [timed(step, dev) for _ in range(steps)]
     s = statistics.median(t)
-    return {"recipe": name, "batch_size": batch, "step_ms": round(s * 1e3, 2), "img_per_s": round(batch / s, 1),
-            "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    return {
+        "recipe": name,
+        "batch_size": batch,
+        "step_ms": round(s * 1e3, 2),
+        "img_per_s": round(batch / s, 1),
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
 
 
 def side_by_side(root: str, out: Path) -> list[dict]:
@@ -132,9 +143,11 @@ def side_by_side(root: str, out: Path) -> list[dict]:
         torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     rows = []
     for batch in (128, 512):
-        for fn in (lambda: insightface_recipe(root, batch),
-                   lambda: our_recipe(batch, amp="fp16", channels_last=False, fused=False),
-                   lambda: our_recipe(batch, amp="bf16", channels_last=True, fused=True)):
+        for fn in (
+            lambda: insightface_recipe(root, batch),
+            lambda: our_recipe(batch, amp="fp16", channels_last=False, fused=False),
+            lambda: our_recipe(batch, amp="bf16", channels_last=True, fused=True),
+        ):
             rows.append(fn())
             print(json.dumps(rows[-1]), flush=True)
             (out / "side_by_side.json").write_text(json.dumps(rows, indent=1))
@@ -161,10 +174,12 @@ def data_cases(out: Path, old: str) -> list[dict]:
 
     new = importlib.import_module("vlrface.data.degrade")  # the package re-exports a function of that name
     rows = compare({"old": old_module(old), "new": new}, torch.device("cuda"), reps=20)
-    for c in (TrainBench(model="iresnet50", ri=False, batch_size=512),
-              TrainBench(model="iresnet50", ri=False, batch_size=512, data="loader"),
-              TrainBench(model="iresnet50", ri=True, batch_size=128, data="loader"),
-              TrainBench(model="mobilefacenet", ri=False, batch_size=512, data="loader")):
+    for c in (
+        TrainBench(model="iresnet50", ri=False, batch_size=512),
+        TrainBench(model="iresnet50", ri=False, batch_size=512, data="loader"),
+        TrainBench(model="iresnet50", ri=True, batch_size=128, data="loader"),
+        TrainBench(model="mobilefacenet", ri=False, batch_size=512, data="loader"),
+    ):
         rows.append(run(c))
         print(json.dumps(rows[-1]), flush=True)
         torch.cuda.empty_cache()
@@ -177,9 +192,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--arcface-torch", default=None)
     p.add_argument("--old-degrade", default="7bf9499", help="--only data: git rev or saved file of the old degrade.py")
-    p.add_argument("--only", choices=["main", "ddp", "compile", "data"], default="main",
-                   help="main: eager cases + side-by-side; ddp: under torchrun; compile: torch.compile cases; "
-                        "data: degradation old vs new and the data share with the host loader")
+    p.add_argument(
+        "--only",
+        choices=["main", "ddp", "compile", "data"],
+        default="main",
+        help="main: eager cases + side-by-side; ddp: under torchrun; compile: torch.compile cases; "
+        "data: degradation old vs new and the data share with the host loader",
+    )
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     if a.only == "compile":
@@ -194,8 +213,16 @@ def main() -> None:
             (a.out / "ddp.json").write_text(json.dumps(rows, indent=1))
             print(json.dumps(rows))
         return
-    print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                      "matmul_bf16_tflops": round(matmul_tflops(torch.device("cuda")), 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name(),
+                "torch": torch.__version__,
+                "matmul_bf16_tflops": round(matmul_tflops(torch.device("cuda")), 1),
+            }
+        ),
+        flush=True,
+    )
     main_cases(a.out)
     if a.arcface_torch and os.path.isdir(a.arcface_torch):
         side_by_side(a.arcface_torch, a.out)

@@ -37,6 +37,8 @@ import cv2
 import numpy as np
 import torch
 
+from vlrface.checkpoint import load_model
+from vlrface.config import load_config
 from vlrface.data.datasets import build_train_data
 from vlrface.data.readers import ATT_TRAIN_SUBJECTS, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
@@ -44,15 +46,18 @@ from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
 from vlrface.models.backbones.sface import SFACE_PREPROCESSING
 from vlrface.models.ri import ri_distances
-from vlrface.train.checkpoint import load_model
-from vlrface.train.config import load_config
 from vlrface.train.trainer import Trainer
 from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TrunkCache
 
 SIZES = [None, 16, 12, 8]
 # the CPU recipe's schedule (docs/sface.md): 300 steps × 64 on the cached trunk
-OVERRIDES_CPU = ["train.steps=300", "train.batch_size=64", "train.ckpt_every=100", "train.log_every=20",
-                 "schedule.warmup_steps=30"]
+OVERRIDES_CPU = [
+    "train.steps=300",
+    "train.batch_size=64",
+    "train.ckpt_every=100",
+    "train.log_every=20",
+    "schedule.warmup_steps=30",
+]
 VARIANTS = {
     "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
     "ri": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
@@ -91,8 +96,10 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
     orl = read_att(att, ATT_TRAIN_SUBJECTS)
     for p, y in zip(orl.paths, orl.labels):
         write_face(both / f"att-{orl.names[y]}" / f"{p.stem}.jpg", read_image(p), 95, crop="att")
-    print(f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att), "
-          f"{len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}")
+    print(
+        f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att), "
+        f"{len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}"
+    )
 
 
 def setting_key(setting: str) -> str:
@@ -101,30 +108,60 @@ def setting_key(setting: str) -> str:
 
 
 def evaluate(embed, data: Path) -> dict:
-    sets = {"lfw-vlr": PROTOCOLS.build("folders").load(data / "lfw-test"), "att-vlr": PROTOCOLS.build("att-vlr").load(data / "att")}
+    sets = {
+        "lfw-vlr": PROTOCOLS.build("folders").load(data / "lfw-test"),
+        "att-vlr": PROTOCOLS.build("att-vlr").load(data / "att"),
+    }
     out = {}
     for name, proto in sets.items():
         res = proto.run(embed, SIZES)
-        out[name] = {setting_key(s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
-                     for s, r in res.items()}
+        out[name] = {
+            setting_key(s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
+            for s, r in res.items()
+        }
     return out
 
 
-def run(data: Path, out: Path, seeds: list[int], overrides: list[str], trunk: int = 0, variants: int = 3,
-        models: tuple[str, ...] = tuple(VARIANTS), train: str = "train") -> None:
+def run(
+    data: Path,
+    out: Path,
+    seeds: list[int],
+    overrides: list[str],
+    trunk: int = 0,
+    variants: int = 3,
+    models: tuple[str, ...] = tuple(VARIANTS),
+    train: str = "train",
+) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results: dict = {"off-the-shelf": {}, "raw-pixels": {}, "times_s": {}, "overrides": overrides, "train": train,
-                     "trunk": trunk, "variants": variants if trunk else None}
+    results: dict = {
+        "off-the-shelf": {},
+        "raw-pixels": {},
+        "times_s": {},
+        "overrides": overrides,
+        "train": train,
+        "trunk": trunk,
+        "variants": variants if trunk else None,
+    }
     memo: dict = {}  # frozen-trunk output per test batch, shared by every model
 
     def config(seed: int, variant: str):
-        return load_config("lfw-vlr-sface", [
-            f"seed={seed}", f"out={out / f'{variant}-s{seed}'}", "data.kind=folder", f"data.root={data / train}",
-            "eval.protocols=[]", *VARIANTS[variant], *overrides])
+        return load_config(
+            "lfw-vlr-sface",
+            [
+                f"seed={seed}",
+                f"out={out / f'{variant}-s{seed}'}",
+                "data.kind=folder",
+                f"data.root={data / train}",
+                "eval.protocols=[]",
+                *VARIANTS[variant],
+                *overrides,
+            ],
+        )
 
     def embedder(model) -> ModelEmbedder:
-        return ModelEmbedder(MemoTrunk(model, trunk, memo) if trunk else model, SFACE_PREPROCESSING,
-                             device=device, progress=False)
+        return ModelEmbedder(
+            MemoTrunk(model, trunk, memo) if trunk else model, SFACE_PREPROCESSING, device=device, progress=False
+        )
 
     sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False}).to(device)
     cache = None
@@ -195,9 +232,18 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_peo
     results: dict = {}
     runs = {"arcface": VARIANTS["arcface"], **{f"ri {c}": [*VARIANTS["ri"], *c.split(",")] for c in candidates}}
     for label, switches in runs.items():
-        cfg = load_config("lfw-vlr-sface", [
-            "seed=0", f"out={out / label.replace(' ', '_').replace('=', '')}", "data.kind=folder",
-            f"data.root={split / 'fit'}", "eval.protocols=[]", *switches, *OVERRIDES_CPU])
+        cfg = load_config(
+            "lfw-vlr-sface",
+            [
+                "seed=0",
+                f"out={out / label.replace(' ', '_').replace('=', '')}",
+                "data.kind=folder",
+                f"data.root={split / 'fit'}",
+                "eval.protocols=[]",
+                *switches,
+                *OVERRIDES_CPU,
+            ],
+        )
         CachedTrunkTrainer(cfg, cache, progress=False).fit()
         model, _, _ = load_model(Path(cfg.out) / "model.pt")
         res = proto.run(ModelEmbedder(MemoTrunk(model, trunk, memo), SFACE_PREPROCESSING, progress=False), SIZES)
@@ -207,8 +253,9 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_peo
 
 
 @torch.no_grad()
-def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], train: str = "train",
-             rows_every: int = 7) -> dict:
+def ui_stats(
+    data: Path, cache_file: Path, run_dir: Path, switches: list[str], train: str = "train", rows_every: int = 7
+) -> dict:
     """Where the UIs' RI sits against the training faces' labelled RI, for a finished cached-trunk run.
 
     Rebuilds the run's trainer (``switches`` as given to ``run``/``tune``; it resumes ``last.pt``) and
@@ -218,8 +265,10 @@ def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], t
     if not (run_dir / "last.pt").is_file():
         raise SystemExit(f"{run_dir}: no last.pt (a finished run of `run` or `tune` is needed)")
     cache = TrunkCache.load(cache_file)
-    cfg = load_config("lfw-vlr-sface", ["seed=0", f"out={run_dir}", "data.kind=folder", f"data.root={data / train}",
-                                        "eval.protocols=[]", *switches])
+    cfg = load_config(
+        "lfw-vlr-sface",
+        ["seed=0", f"out={run_dir}", "data.kind=folder", f"data.root={data / train}", "eval.protocols=[]", *switches],
+    )
     trainer = CachedTrunkTrainer(cfg, cache, progress=False)  # resumes last.pt
     if trainer.data.num_images != cache.features.shape[1]:
         raise SystemExit(f"{cache_file} was built from other training data than {data / train}")
@@ -227,7 +276,12 @@ def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], t
     mu, sigma = float(obj.ui.mu), float(obj.ui.sigma)
     ui_out = top(cache.ui.to(dev).float())
     ui = obj.label_free_ri(ui_out.embedding.float(), obj.ui.next_centre(ui_out.embedding))
-    out = {"step": trainer.step, "mu_ui": mu, "sigma_ui": sigma, "ui_ri_nearest": [float(ui.mean()), float(ui.std())]}  # sample stds
+    out = {
+        "step": trainer.step,
+        "mu_ui": mu,
+        "sigma_ui": sigma,
+        "ui_ri_nearest": [float(ui.mean()), float(ui.std())],
+    }  # sample stds
     if ui_out.quality is not None:
         out["ui_prm"] = [float(ui_out.quality.mean()), float(ui_out.quality.std())]
     rows = torch.arange(0, cache.features.shape[1], rows_every)
@@ -236,8 +290,10 @@ def ui_stats(data: Path, cache_file: Path, run_dir: Path, switches: list[str], t
         o = top(cache.features[v, rows].to(dev).float())
         head_cos = obj.head(o.embedding, labels).cosine
         xi = obj.ri_form(*ri_distances(o.embedding, head_cos, labels, obj.ui.centre))
-        out[f"variant{v}"] = {"xi": [float(xi.mean()), float(xi.std())],
-                              "pushed": float(((xi - mu) / sigma < cfg.ri.tau).float().mean())}
+        out[f"variant{v}"] = {
+            "xi": [float(xi.mean()), float(xi.std())],
+            "pushed": float(((xi - mu) / sigma < cfg.ri.tau).float().mean()),
+        }
     print(json.dumps(out, indent=1))
     return out
 
@@ -259,8 +315,10 @@ def merge(folders: list[Path], out: Path) -> None:
 
 
 def table(results: dict, seeds: list[int]) -> str:
-    lines = ["| model | set | " + " | ".join("HR" if s is None else f"{s}px" for s in SIZES) + " |",
-             "|---|---|" + "---|" * len(SIZES)]
+    lines = [
+        "| model | set | " + " | ".join("HR" if s is None else f"{s}px" for s in SIZES) + " |",
+        "|---|---|" + "---|" * len(SIZES),
+    ]
     keys = ["hr" if s is None else f"{s}px" for s in SIZES]
     for model in ("raw-pixels", "off-the-shelf", "arcface", "ri"):
         if not results.get(model):  # a run with --only
@@ -289,7 +347,9 @@ def main() -> None:
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)")
+    r.add_argument(
+        "--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)"
+    )
     r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
     r.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
     r.add_argument("--only", default=",".join(VARIANTS), help="models to fine-tune, comma-separated (arcface,ri)")

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, make_checkpoint
 from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
-from vlrface.train.checkpoint import atomic_save, make_checkpoint
 
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data"
 TINY_MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": True, "prm": True}

@@ -10,21 +10,34 @@ from vlrface.ablate import Ablation, aggregate, load_plan, with_overrides
 from vlrface.cli import main
 from vlrface.errors import UserError
 
-TINY = ["model.embedding_size=16", "data.num_identities=6", "data.images_per_identity=3", "data.ui.size=8",
-        "train.batch_size=8", "train.ckpt_every=0"]
+TINY = [
+    "model.embedding_size=16",
+    "data.num_identities=6",
+    "data.images_per_identity=3",
+    "data.ui.size=8",
+    "train.batch_size=8",
+    "train.ckpt_every=0",
+]
 
 
 def write_plan(tmp_path, **changes):
     plan = {
         "seeds": [0],
         "synthetic": {"identities": 4, "probes_per_identity": 2},
-        "datasets": {"synthetic": {
-            "recipe": "demo", "overrides": TINY, "eval": ["synthetic"],
-            "pretrain": ["model.pam=false", "model.prm=false", "ri.enabled=false", "train.steps=3"],
-            "finetune": ["train.steps=2"], "sizes": [16, 8],  # the dataset's sizes win over the plan's
-        }},
-        "variants": {"arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
-                     "full": ["model.pam=true", "model.prm=true", "ri.enabled=true"]},
+        "datasets": {
+            "synthetic": {
+                "recipe": "demo",
+                "overrides": TINY,
+                "eval": ["synthetic"],
+                "pretrain": ["model.pam=false", "model.prm=false", "ri.enabled=false", "train.steps=3"],
+                "finetune": ["train.steps=2"],
+                "sizes": [16, 8],  # the dataset's sizes win over the plan's
+            }
+        },
+        "variants": {
+            "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
+            "full": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
+        },
     } | changes
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(plan))
@@ -44,8 +57,10 @@ def test_tiny_plan_end_to_end_then_resume_skips_finished_runs(tmp_path):
     result = json.loads((out / "synthetic" / "full" / "seed0" / "result.json").read_text())
     assert result["variant"] == "full" and result["steps"] == 2 and "erc" not in result["results"]["synthetic"]["16px"]
     assert not (out / "synthetic" / "full" / "seed0" / "last.pt").exists()
-    assert [line.split(":")[0] for line in lines if line.startswith("[")] == ["[1/2] synthetic arcface seed 0",
-                                                                             "[2/2] synthetic full seed 0"]
+    assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
+        "[1/2] synthetic arcface seed 0",
+        "[2/2] synthetic full seed 0",
+    ]
     md = (out / "summary.md").read_text()
     assert "| raw-pixels |" in md and "| full |" in md and "FNMR at FMR" in md
 
@@ -61,12 +76,15 @@ def test_tiny_plan_end_to_end_then_resume_skips_finished_runs(tmp_path):
     assert not any("pretrain" in line for line in lines)  # the shared pre-training is reused
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"seedz": [0]}, "unknown config key 'seedz'"),
-    ({"variants": {"full": ["ri.tauu=2"]}}, "unknown config key 'ri.tauu'"),
-    ({"variants": {"full": ["data.num_identities=3"]}}, "only data.vlr.* may vary"),
-    ({"sizes": "big"}, "config key 'sizes[0]' must be int"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seedz": [0]}, "unknown config key 'seedz'"),
+        ({"variants": {"full": ["ri.tauu=2"]}}, "unknown config key 'ri.tauu'"),
+        ({"variants": {"full": ["data.num_identities=3"]}}, "only data.vlr.* may vary"),
+        ({"sizes": "big"}, "config key 'sizes[0]' must be int"),
+    ],
+)
 def test_bad_plan_is_a_user_error(tmp_path, change, message):
     with pytest.raises(UserError, match=message.replace("*", r"\*").replace("[", r"\[").replace("]", r"\]")):
         load_plan(write_plan(tmp_path, **change))
@@ -101,7 +119,7 @@ def test_aggregate_mean_and_sample_std():
     runs = [{"s": {"16px": {"rank1": v}}} for v in (0.5, 0.7, 0.9)]
     stat = aggregate(runs)["s"]["16px"]["rank1"]
     assert stat["n"] == 3 and stat["mean"] == pytest.approx(0.7)
-    assert stat["std"] == pytest.approx(np.sqrt(((0.2 ** 2) * 2) / 2))  # ddof = 1
+    assert stat["std"] == pytest.approx(np.sqrt(((0.2**2) * 2) / 2))  # ddof = 1
     assert aggregate(runs[:1])["s"]["16px"]["rank1"]["std"] == 0.0
 
 

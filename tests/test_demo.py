@@ -7,15 +7,28 @@ import pytest
 from vlrface import demo
 from vlrface.cli import main
 
-TOY = demo.DemoPlan(identities=8, images_per_identity=4, pretrain_steps=4, finetune_steps=3,
-                    test_identities=5, probes_per_identity=2)
+TOY = demo.DemoPlan(
+    identities=8, images_per_identity=4, pretrain_steps=4, finetune_steps=3, test_identities=5, probes_per_identity=2
+)
 
 
 def test_demo_writes_report_plots_and_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "QUICK", TOY)
-    monkeypatch.setattr(demo, "STAGE_OVERRIDES", demo.STAGE_OVERRIDES + ["train.batch_size=8", "data.ui.size=8", "model.embedding_size=16"])
+    monkeypatch.setattr(
+        demo,
+        "STAGE_OVERRIDES",
+        demo.STAGE_OVERRIDES + ["train.batch_size=8", "data.ui.size=8", "model.embedding_size=16"],
+    )
     report = demo.run_demo(tmp_path, quick=True, att=None, progress=False)
-    for name in ("report.json", "report.md", "cmc_rank1.png", "erc.png", "pretrain/model.pt", "arcface/model.pt", "ri/model.pt"):
+    for name in (
+        "report.json",
+        "report.md",
+        "cmc_rank1.png",
+        "erc.png",
+        "pretrain/model.pt",
+        "arcface/model.pt",
+        "ri/model.pt",
+    ):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "report.json").read_text())
     synth = saved["results"]["synthetic"]

@@ -4,7 +4,7 @@ Per dataset of the plan: one HR pre-training, shared by every run; then per
 variant × seed one fine-tune from it with identical steps and data (the
 fine-tunes train on the pre-training's people, so ``model.init_head=checkpoint``
 keeps its class centres); then evaluation at the plan's probe sizes on the
-dataset's eval sets with the demo's metrics (:func:`vlrface.report_demo.evaluate`).
+dataset's eval sets with the demo's metrics (:func:`vlrface.eval.probe_sets.evaluate`).
 
 The training images are built once per dataset (with ``data_seed``) and shared:
 a run's seed changes what is random in fine-tuning (new modules' initial
@@ -29,14 +29,21 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint import load_model
+from .config import Config, HeadConfig, build_section, load_config, parse_overrides, read_mapping
 from .data.datasets import TrainData, build_train_data
 from .errors import UserError
+from .eval.probe_sets import (
+    ERC_REJECT,
+    ProbeSet,
+    evaluate,
+    model_embedder,
+    protocol_probe_set,
+    raw_pixel_embedder,
+    synthetic_probe_set,
+)
 from .eval.protocols import PROTOCOLS
-from .report_demo import ERC_REJECT, ProbeSet, evaluate, model_embedder, protocol_probe_set, raw_pixel_embedder, \
-    synthetic_probe_set
 from .serve.gallery import atomic_write
-from .train.checkpoint import load_model
-from .train.config import Config, HeadConfig, _build, load_config, parse_overrides, read_mapping
 from .train.trainer import Trainer
 
 SYNTHETIC = "synthetic"  # eval set: held-out synthetic identities (the demo's)
@@ -78,19 +85,27 @@ class AblationPlan:
     synthetic: SyntheticEval = field(default_factory=SyntheticEval)
 
 
-def load_plan(path: str | Path, seeds: list[int] | None = None, datasets: list[str] | None = None,
-              variants: list[str] | None = None) -> AblationPlan:
+def load_plan(
+    path: str | Path,
+    seeds: list[int] | None = None,
+    datasets: list[str] | None = None,
+    variants: list[str] | None = None,
+) -> AblationPlan:
     """Read and check a plan (and narrow it to ``seeds``/``datasets``/``variants``) before any training."""
     raw = read_mapping(path, "an ablation plan must be a mapping (variants, datasets, seeds …)")
-    plan: AblationPlan = _build(AblationPlan, raw)
-    plan.datasets = {name: _build(DatasetPlan, d if isinstance(d, dict) else {"recipe": d}, f"datasets.{name}.")
-                     for name, d in plan.datasets.items()}
+    plan: AblationPlan = build_section(AblationPlan, raw)
+    plan.datasets = {
+        name: build_section(DatasetPlan, d if isinstance(d, dict) else {"recipe": d}, f"datasets.{name}.")
+        for name, d in plan.datasets.items()
+    }
     for name, ov in plan.variants.items():
         if not isinstance(ov, list) or not all(isinstance(o, str) for o in ov):
             raise UserError(f"variant {name}: give a list of key=value overrides")
         bad = [o for o in ov if o.startswith("data.") and not o.startswith("data.vlr.")]
         if bad:
-            raise UserError(f"variant {name}: {bad[0]} — variants share their dataset's images; only data.vlr.* may vary")
+            raise UserError(
+                f"variant {name}: {bad[0]} — variants share their dataset's images; only data.vlr.* may vary"
+            )
     if seeds:
         plan.seeds = list(seeds)
     for what, chosen, known in (("dataset", datasets, plan.datasets), ("variant", variants, plan.variants)):
@@ -111,7 +126,9 @@ def load_plan(path: str | Path, seeds: list[int] | None = None, datasets: list[s
             if e == SYNTHETIC:
                 continue
             if e not in PROTOCOLS:
-                raise UserError(f"dataset {name}: eval {e!r} is neither 'synthetic' nor a protocol ({', '.join(PROTOCOLS)})")
+                raise UserError(
+                    f"dataset {name}: eval {e!r} is neither 'synthetic' nor a protocol ({', '.join(PROTOCOLS)})"
+                )
             if e not in plan.data:
                 raise UserError(f"dataset {name}: eval {e} needs its folder in the plan's data ({e}: DIR)")
         for v in ds.variants:  # every config is valid before the first step
@@ -129,21 +146,30 @@ def with_overrides(recipe: str, overrides: list[str]) -> Config:
     if not any(o.startswith("head.name=") for o in head):
         return load_config(recipe, overrides)
     cfg = load_config(recipe, [o for o in overrides if not o.startswith("head.")])
-    return dataclasses.replace(cfg, head=_build(HeadConfig, parse_overrides(head)["head"], "head."))
+    return dataclasses.replace(cfg, head=build_section(HeadConfig, parse_overrides(head)["head"], "head."))
 
 
 def pretrain_config(ds: DatasetPlan, out: Path) -> Config:
-    return load_config(ds.recipe, [*ds.overrides, *ds.pretrain, f"seed={ds.data_seed}", f"out={out}",
-                                   "eval.protocols=[]"])
+    return load_config(
+        ds.recipe, [*ds.overrides, *ds.pretrain, f"seed={ds.data_seed}", f"out={out}", "eval.protocols=[]"]
+    )
 
 
 def run_config(plan: AblationPlan, dataset: str, out: Path, variant: str, seed: int) -> Config:
     ds = plan.datasets[dataset]
-    return with_overrides(ds.recipe, [
-        *ds.overrides, *ds.finetune, *plan.variants[variant],
-        f"seed={seed}", f"out={run_dir(out, dataset, variant, seed)}", "eval.protocols=[]",
-        f"model.init={out / dataset / 'pretrain' / 'model.pt'}", "model.init_head=checkpoint",
-    ])
+    return with_overrides(
+        ds.recipe,
+        [
+            *ds.overrides,
+            *ds.finetune,
+            *plan.variants[variant],
+            f"seed={seed}",
+            f"out={run_dir(out, dataset, variant, seed)}",
+            "eval.protocols=[]",
+            f"model.init={out / dataset / 'pretrain' / 'model.pt'}",
+            "model.init_head=checkpoint",
+        ],
+    )
 
 
 def run_dir(out: Path, dataset: str, variant: str, seed: int) -> Path:
@@ -156,8 +182,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _without_curves(results: dict[str, Any]) -> dict[str, Any]:
-    return {k: {s: {m: v for m, v in r.items() if m != "erc"} for s, r in by_size.items()}
-            for k, by_size in results.items()}
+    return {
+        k: {s: {m: v for m, v in r.items() if m != "erc"} for s, r in by_size.items()} for k, by_size in results.items()
+    }
 
 
 class Ablation:
@@ -170,8 +197,11 @@ class Ablation:
     def probe_set(self, name: str) -> ProbeSet:
         if name not in self._probe_sets:
             s = self.plan.synthetic
-            self._probe_sets[name] = (synthetic_probe_set(s.seed, s.identities, s.probes_per_identity, s.offset)
-                                      if name == SYNTHETIC else protocol_probe_set(name, Path(self.plan.data[name])))
+            self._probe_sets[name] = (
+                synthetic_probe_set(s.seed, s.identities, s.probes_per_identity, s.offset)
+                if name == SYNTHETIC
+                else protocol_probe_set(name, Path(self.plan.data[name]))
+            )
         return self._probe_sets[name]
 
     def evaluate(self, embed, ds: DatasetPlan) -> dict[str, Any]:
@@ -214,10 +244,19 @@ class Ablation:
         model, pre, _ = load_model(Path(cfg.out) / "model.pt")
         results = self.evaluate(model_embedder(model, pre), self.plan.datasets[dataset])
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        _write_json(Path(cfg.out) / "result.json", {
-            "dataset": dataset, "variant": variant, "seed": seed, "overrides": self.plan.variants[variant],
-            "steps": cfg.train.steps, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "results": results,
-        })
+        _write_json(
+            Path(cfg.out) / "result.json",
+            {
+                "dataset": dataset,
+                "variant": variant,
+                "seed": seed,
+                "overrides": self.plan.variants[variant],
+                "steps": cfg.train.steps,
+                "seconds": round(seconds, 1),
+                "cpu_seconds": round(cpu, 1),
+                "results": results,
+            },
+        )
         (Path(cfg.out) / "last.pt").unlink(missing_ok=True)  # optimiser state: only needed to resume
         first = next(iter(results.values()))
         figures = "  ".join(f"{size} rank-1 {r['rank1']:.3f}" for size, r in first.items())
@@ -264,15 +303,23 @@ def _cell(stat: dict[str, Any] | None) -> str:
 
 
 def markdown(summary: dict[str, Any]) -> str:
-    lines = ["# vlrface ablation", "",
-             f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); the reference rows "
-             "(raw pixels, the shared pre-training before any fine-tune) are deterministic.", ""]
+    lines = [
+        "# vlrface ablation",
+        "",
+        f"Mean ± sample std over seeds {summary['seeds']} (n per cell as run); the reference rows "
+        "(raw pixels, the shared pre-training before any fine-tune) are deterministic.",
+        "",
+    ]
     for dataset, d in summary["datasets"].items():
         rows = d["rows"]
         cols = [(e, s) for e in d["eval"] for s in rows[RAW][e]]
         head = [f"{e} {s} {m}" for e, s in cols for m in ("rank-1", "TAR@FAR=1e-2")]
-        lines += [f"## trained on {dataset}", "", "| variant | n | " + " | ".join(head) + " |",
-                  "|---" * (len(head) + 2) + "|"]
+        lines += [
+            f"## trained on {dataset}",
+            "",
+            "| variant | n | " + " | ".join(head) + " |",
+            "|---" * (len(head) + 2) + "|",
+        ]
         for variant, r in rows.items():
             n = next(iter(next(iter(r.values())).values()))["rank1"]["n"]
             cells = [_cell(r[e][s].get(m)) for e, s in cols for m in MAIN_METRICS]
@@ -280,9 +327,18 @@ def markdown(summary: dict[str, Any]) -> str:
         quality = [(v, r) for v, r in rows.items() if QUALITY_METRICS[0] in next(iter(next(iter(r.values())).values()))]
         if quality:
             qhead = [f"{e} {s} {q}" for e, s in cols for q in ("RI", "norm")]
-            lines += ["", f"FNMR at FMR = 1e-2 after rejecting {ERC_REJECT:.0%} of pairs by quality (lower is better):",
-                      "", "| variant | " + " | ".join(qhead) + " |", "|---" * (len(qhead) + 1) + "|"]
+            lines += [
+                "",
+                f"FNMR at FMR = 1e-2 after rejecting {ERC_REJECT:.0%} of pairs by quality (lower is better):",
+                "",
+                "| variant | " + " | ".join(qhead) + " |",
+                "|---" * (len(qhead) + 1) + "|",
+            ]
             for variant, r in quality:
-                lines.append(f"| {variant} | " + " | ".join(_cell(r[e][s].get(m)) for e, s in cols for m in QUALITY_METRICS) + " |")
+                lines.append(
+                    f"| {variant} | "
+                    + " | ".join(_cell(r[e][s].get(m)) for e, s in cols for m in QUALITY_METRICS)
+                    + " |"
+                )
         lines.append("")
     return "\n".join(lines)

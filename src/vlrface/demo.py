@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-import time
 from typing import Any
 
-from .train.config import Config, load_config
+from .config import Config, load_config
 from .train.trainer import Trainer
 
 
@@ -35,11 +35,22 @@ class DemoPlan:
 
 # Each run writes its stage times to report.json ("seconds"); docs/ablation.md has the
 # measured ones on 2 shared cores and the estimate for FULL derived from them.
-QUICK = DemoPlan(identities=120, images_per_identity=20, pretrain_steps=200, finetune_steps=100,
-                 test_identities=60, probes_per_identity=5)
-FULL = DemoPlan(identities=400, images_per_identity=30, pretrain_steps=1000, finetune_steps=500,
-                test_identities=150, probes_per_identity=6)
-TEST_IDENTITY_OFFSET = 1_000_000  # held-out synthetic identities never overlap training ones
+QUICK = DemoPlan(
+    identities=120,
+    images_per_identity=20,
+    pretrain_steps=200,
+    finetune_steps=100,
+    test_identities=60,
+    probes_per_identity=5,
+)
+FULL = DemoPlan(
+    identities=400,
+    images_per_identity=30,
+    pretrain_steps=1000,
+    finetune_steps=500,
+    test_identities=150,
+    probes_per_identity=6,
+)
 
 STAGE_OVERRIDES: list[str] = []  # applied to every stage (tests shrink the model here)
 
@@ -64,13 +75,18 @@ def stage_config(stage: str, out: Path, plan: DemoPlan, seed: int = 0) -> Config
     ]
     if stage != "pretrain":
         # same people as pre-training: keep its class centres (no imprinting pass)
-        overrides += [f"model.init={out / 'pretrain' / 'model.pt'}", "model.init_head=checkpoint",
-                      "optim.lr=0.02", "schedule.warmup_steps=0"]
+        overrides += [
+            f"model.init={out / 'pretrain' / 'model.pt'}",
+            "model.init_head=checkpoint",
+            "optim.lr=0.02",
+            "schedule.warmup_steps=0",
+        ]
     return load_config("demo", overrides)
 
 
-def train_stages(out: Path, plan: DemoPlan, progress: bool = True, seed: int = 0,
-                 seconds: dict[str, float] | None = None) -> dict[str, Path]:
+def train_stages(
+    out: Path, plan: DemoPlan, progress: bool = True, seed: int = 0, seconds: dict[str, float] | None = None
+) -> dict[str, Path]:
     """Run (or resume) the three stages; returns the final checkpoint of each.
 
     ``seconds`` (if given) receives each stage's wall time and, as ``cpu:STAGE``, its CPU time

@@ -6,3 +6,7 @@ class UserError(Exception):
 
     The message must be one line and say what to do; no traceback is shown.
     """
+
+
+class NoFaceError(UserError):
+    """Alignment was asked for and the detector found no face in the image."""

@@ -30,7 +30,7 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Preprocessing":
+    def from_dict(cls, d: dict | None) -> Preprocessing:
         return cls(**(d or {}))
 
     def to_tensor(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Name → constructor registries (timm-style) for backbones, heads, scorers …
 
 A registry is data: the CLI, config validation and docs list its names
-instead of growing if-chains.
+instead of growing if-chains. It is a read-only mapping
+(``BACKBONES["iresnet50"]``, ``.items()``, ``in``, ``len``) with ``build``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from .errors import UserError
@@ -14,7 +15,16 @@ from .errors import UserError
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
+_MISSING: Any = object()
+
+
+class UnknownNameError(UserError, KeyError):
+    """An unknown registry name: a :class:`UserError` (one line, exit 2) that is also the mapping's ``KeyError``."""
+
+    __str__ = Exception.__str__  # KeyError would quote the message
+
+
+class Registry(Mapping[str, Callable[..., T]], Generic[T]):
     """A named collection of constructors with a helpful error for unknown names."""
 
     def __init__(self, kind: str) -> None:
@@ -30,13 +40,19 @@ class Registry(Generic[T]):
 
         return deco
 
-    def get(self, name: str) -> Callable[..., T]:
+    def __getitem__(self, name: str) -> Callable[..., T]:
         try:
             return self._items[name]
         except KeyError:
-            raise UserError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))}"
             ) from None
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:  # type: ignore[override]
+        """``self[name]``; without ``default`` an unknown name is a :class:`UserError` listing the choices."""
+        if default is not _MISSING and name not in self._items:
+            return default
+        return self[name]
 
     def build(self, name: str, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)

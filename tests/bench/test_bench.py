@@ -18,8 +18,20 @@ def test_flop_counter_counts_a_linear_layer_by_hand():
 
 def test_train_bench_runs_on_cpu_with_ri_and_partial_fc():
     for ri, rate, data in ((True, 1.0, "device"), (False, 0.5, "loader")):
-        row = train.run(train.TrainBench(model="iresnet_nano", ri=ri, partial_fc_rate=rate, batch_size=4, steps=1,
-                                         warmup=1, num_classes=10, ui_size=8, amp="none", data=data))
+        row = train.run(
+            train.TrainBench(
+                model="iresnet_nano",
+                ri=ri,
+                partial_fc_rate=rate,
+                batch_size=4,
+                steps=1,
+                warmup=1,
+                num_classes=10,
+                ui_size=8,
+                amp="none",
+                data=data,
+            )
+        )
         assert row["img_per_s"] > 0 and row["step_ms"] >= row["compute_ms"] > 0
         assert abs(row["data_ms"] - row["fetch_ms"] - row["degrade_ms"]) <= 0.011  # each rounded to 0.01 ms
         assert row["data"] == data

@@ -2,10 +2,9 @@
 
 import pytest
 
-from vlrface.cli import app, main
+from vlrface.cli import app
 
 VERBS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
-
 
 
 def test_all_design_verbs_exist():

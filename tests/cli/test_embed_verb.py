@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, load_model, make_checkpoint
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.serve.app import FaceService
-from vlrface.train.checkpoint import atomic_save, load_model, make_checkpoint
 
 LFW = Path(__file__).resolve().parents[2] / "../shared/data/lfw"
-
 
 
 def face(path: Path, seed: int, size: int = 112) -> Path:
@@ -49,7 +48,9 @@ def test_embed_writes_rows_paths_quality_and_skips(ckpt, inputs, tmp_path, cli):
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert meta["paths"] == [str(p) for p in usable]
     assert sorted((Path(s["path"]).name, s["reason"]) for s in meta["skipped"]) == [
-        ("broken.jpg", "not a decodable image"), ("gone.png", "No such file or directory")]
+        ("broken.jpg", "not a decodable image"),
+        ("gone.png", "No such file or directory"),
+    ]
     # the same numbers as one batch of all four (model batches of 1, read chunks of 4: neither changes a row)
     service = FaceService(ckpt)
     ref_emb, ref_q = service.encode([service.face(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)) for p in usable])
@@ -62,7 +63,9 @@ def test_flip_and_a_model_without_prm(tmp_path, cli):
     cfg = {"backbone": "iresnet_nano", "embedding_size": 8, "pam": False, "prm": False}
     torch.manual_seed(0)
     ckpt = tmp_path / "plain.pt"
-    atomic_save(make_checkpoint(model=build_model(cfg).eval(), config={"model": cfg}, preprocessing=Preprocessing()), ckpt)
+    atomic_save(
+        make_checkpoint(model=build_model(cfg).eval(), config={"model": cfg}, preprocessing=Preprocessing()), ckpt
+    )
     img = face(tmp_path / "x.png", 5)
     for flip in ([], ["--flip"]):
         assert cli(["embed", "--ckpt", ckpt, "--out", tmp_path / "e.npy", *flip, img])[0] == 0
@@ -74,12 +77,15 @@ def test_flip_and_a_model_without_prm(tmp_path, cli):
     assert (model.infer(x, flip=True)[0] - model.infer(x)[0]).abs().max() > 1e-3  # --flip did something
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--out", "e.npy", "nothing/here"], "input not found"),
-    (["--out", "e.txt", "bad.jpg"], "must end in .npy"),
-    (["--out", "blocker/e.npy", "bad.jpg"], "cannot create the folder"),
-    (["--out", "e.npy", "bad.jpg"], "no usable image among 1 input(s); nothing written"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out", "e.npy", "nothing/here"], "input not found"),
+        (["--out", "e.txt", "bad.jpg"], "must end in .npy"),
+        (["--out", "blocker/e.npy", "bad.jpg"], "cannot create the folder"),
+        (["--out", "e.npy", "bad.jpg"], "no usable image among 1 input(s); nothing written"),
+    ],
+)
 def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, cli, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.jpg").write_bytes(b"")

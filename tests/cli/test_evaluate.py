@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, make_checkpoint
 from vlrface.cli import main
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
-from vlrface.train.checkpoint import atomic_save, make_checkpoint
 
 MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "backbone_kwargs": {"widths": [4, 8, 8, 8]}}
 
@@ -41,8 +41,24 @@ def setup(tmp_path, monkeypatch):
 def test_eval_writes_metrics_report_and_plots(setup, capsys):
     tmp, ckpt = setup
     out = tmp / "out"
-    argv = ["eval", "--protocol", "att-vlr", "--data", str(tmp / "att"), "--ckpt", str(ckpt), "--out", str(out),
-            "--probe-size", "12", "--flip", "--batch-size", "8", "--device", "cpu"]
+    argv = [
+        "eval",
+        "--protocol",
+        "att-vlr",
+        "--data",
+        str(tmp / "att"),
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--probe-size",
+        "12",
+        "--flip",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
     assert run(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["schema"] == "vlrface-eval-1" and m["protocol"] == "att-vlr" and m["flip"] is True
@@ -75,8 +91,25 @@ def test_eval_user_errors_exit_2_with_one_line(setup, capsys, bad):
 def test_eval_open_set_with_the_nac_matcher(setup, capsys):
     tmp, ckpt = setup
     out = tmp / "nac"
-    argv = ["eval", "--protocol", "att-vlr-open", "--data", str(tmp / "att"), "--ckpt", str(ckpt), "--out", str(out),
-            "--probe-size", "8", "--matcher", "nac", "--nac-temperature", "0.5", "--no-baseline", "--no-cache"]
+    argv = [
+        "eval",
+        "--protocol",
+        "att-vlr-open",
+        "--data",
+        str(tmp / "att"),
+        "--ckpt",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--probe-size",
+        "8",
+        "--matcher",
+        "nac",
+        "--nac-temperature",
+        "0.5",
+        "--no-baseline",
+        "--no-cache",
+    ]
     assert run(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["matcher"] == {"name": "nac", "k": 16, "temperature": 0.5}

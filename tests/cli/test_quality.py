@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
-from vlrface.train.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
-
 
 
 @pytest.fixture
@@ -63,8 +62,15 @@ def arcface_ckpt(ckpt, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("arc") / "m.pt"
     model = build_model(cfg).eval()
     objective = {"head.weight": torch.randn(3, cfg["embedding_size"])}
-    atomic_save(make_checkpoint(model=model, config={"model": cfg, "head": {"name": "arcface"}},
-                                preprocessing=Preprocessing(), objective=objective), path)
+    atomic_save(
+        make_checkpoint(
+            model=model,
+            config={"model": cfg, "head": {"name": "arcface"}},
+            preprocessing=Preprocessing(),
+            objective=objective,
+        ),
+        path,
+    )
     return path
 
 
@@ -74,18 +80,23 @@ def test_crfiqa_uses_the_head_of_a_trained_checkpoint(arcface_ckpt, faces, cli):
     model, pre, ck = load_model(arcface_ckpt)
     img = cv2.cvtColor(cv2.imread(str(faces / "a.png")), cv2.COLOR_BGR2RGB)
     with torch.no_grad():
-        cos = torch.nn.functional.normalize(model(pre.to_tensor(img)).embedding, dim=1) @ torch.nn.functional.normalize(
-            ck["objective"]["head.weight"], dim=1).T
+        cos = (
+            torch.nn.functional.normalize(model(pre.to_tensor(img)).embedding, dim=1)
+            @ torch.nn.functional.normalize(ck["objective"]["head.weight"], dim=1).T
+        )
     c1, c2 = cos[0].sort(descending=True).values[:2].tolist()
     assert code == 0 and float(row["quality"]) == pytest.approx(c1 / (c2 + 1), rel=1e-4)
 
 
-@pytest.mark.parametrize("which, method, message", [
-    ("tiny", "crfiqa", "has none"),
-    ("tiny", "magface", "use the norm scorer"),
-    ("arcface", "ri", "trained without"),
-    ("tiny", "brisque", "unknown quality scorer 'brisque'"),
-])
+@pytest.mark.parametrize(
+    "which, method, message",
+    [
+        ("tiny", "crfiqa", "has none"),
+        ("tiny", "magface", "use the norm scorer"),
+        ("arcface", "ri", "trained without"),
+        ("tiny", "brisque", "unknown quality scorer 'brisque'"),
+    ],
+)
 def test_scorer_and_checkpoint_mismatches_are_user_errors(ckpt, arcface_ckpt, faces, which, method, message, cli):
     path = ckpt if which == "tiny" else arcface_ckpt
     code, _, err = cli(["quality", "--ckpt", path, "--method", method, faces])

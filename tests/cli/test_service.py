@@ -11,7 +11,6 @@ from vlrface.serve.gallery import Gallery
 LFW = Path(__file__).resolve().parents[2] / "../shared/data/lfw"
 
 
-
 def write_face(path: Path, seed: int, size: int = 96) -> Path:
     img = np.random.default_rng(seed).integers(0, 256, (12, 12, 3), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +34,22 @@ def test_identify_builds_once_then_reuses_the_gallery(ckpt, folder, tmp_path, cl
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
     probes = [folder / "ben/3.png", folder / "ann/2.png", bad]
-    code, out, err = cli(["identify", "--ckpt", ckpt, "--gallery", gdir, "--top", 2, "--json",
-                          "--quality-threshold", 1e9, "--probe", *probes])
+    code, out, err = cli(
+        [
+            "identify",
+            "--ckpt",
+            ckpt,
+            "--gallery",
+            gdir,
+            "--top",
+            2,
+            "--json",
+            "--quality-threshold",
+            1e9,
+            "--probe",
+            *probes,
+        ]
+    )
     assert code == 0
     rows = json.loads(out)
     assert [r["identity"] for r in rows] == ["ben", "ann"]  # the enrolled images themselves
@@ -50,11 +63,29 @@ def test_identify_builds_once_then_reuses_the_gallery(ckpt, folder, tmp_path, cl
 def test_identify_with_the_nac_matcher(ckpt, folder, tmp_path, cli):
     gdir = tmp_path / "g"
     assert cli(["identify", "--ckpt", ckpt, "--gallery", gdir, "--build", folder])[0] == 0
-    code, out, _ = cli(["identify", "--ckpt", ckpt, "--gallery", gdir, "--json", "--matcher", "nac", "--nac-temperature", 0.01,
-                        "--threshold", 0.0, "--probe", folder / "ben"])
+    code, out, _ = cli(
+        [
+            "identify",
+            "--ckpt",
+            ckpt,
+            "--gallery",
+            gdir,
+            "--json",
+            "--matcher",
+            "nac",
+            "--nac-temperature",
+            0.01,
+            "--threshold",
+            0.0,
+            "--probe",
+            folder / "ben",
+        ]
+    )
     (row,) = json.loads(out)
     assert code == 0 and row["identity"] == "ben" and 0 < row["score"] <= 1  # a probability, not a cosine
-    assert sum(c["score"] for c in row["candidates"]) == pytest.approx(1.0, abs=1e-5)  # 3 identities ≤ k: the full softmax
+    assert sum(c["score"] for c in row["candidates"]) == pytest.approx(
+        1.0, abs=1e-5
+    )  # 3 identities ≤ k: the full softmax
     code, _, err = cli(["identify", "--ckpt", ckpt, "--gallery", gdir, "--matcher", "knn", "--probe", folder])
     assert code == 2 and "unknown matcher 'knn'" in err
 
@@ -108,8 +139,21 @@ def test_identify_with_align_on_whole_photos(ckpt, tmp_path, cli):
         (tmp_path / "gal" / person.name).mkdir(parents=True)
         shutil.copy(sorted(person.iterdir())[0], tmp_path / "gal" / person.name)
     probe = sorted(people[1].iterdir())[0]
-    code, out, err = cli(["identify", "--ckpt", ckpt, "--gallery", tmp_path / "g", "--build", tmp_path / "gal",
-                          "--align", "--json", "--probe", probe])
+    code, out, err = cli(
+        [
+            "identify",
+            "--ckpt",
+            ckpt,
+            "--gallery",
+            tmp_path / "g",
+            "--build",
+            tmp_path / "gal",
+            "--align",
+            "--json",
+            "--probe",
+            probe,
+        ]
+    )
     assert code == 0, err
     row = json.loads(out.split("\n", 1)[1])[0]
     assert row["identity"] == people[1].name and row["score"] == pytest.approx(1.0, abs=1e-5)
@@ -129,8 +173,13 @@ def test_align_with_given_landmarks_puts_them_on_the_template(tmp_path, cli):
     (tmp_path / "a").mkdir()
     cv2.imwrite(str(tmp_path / "a" / "dots.png"), img)
     lm = tmp_path / "lm.txt"
-    lm.write_text("# image x1 y1 ... x5 y5\n" + "a/dots.png " + " ".join(f"{v:.2f}" for v in points.ravel()) + "\n"
-                  + "a/gone.png,1,2,3,4,5,6,7,8,9,10\n")
+    lm.write_text(
+        "# image x1 y1 ... x5 y5\n"
+        + "a/dots.png "
+        + " ".join(f"{v:.2f}" for v in points.ravel())
+        + "\n"
+        + "a/gone.png,1,2,3,4,5,6,7,8,9,10\n"
+    )
     code, out, err = cli(["align", "--landmarks", lm, "--out", tmp_path / "out"])
     assert code == 0 and "aligned 1 face(s) from 1 of 2 image(s)" in out and "gone.png" in err
     crop = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a" / "dots.png")), cv2.COLOR_BGR2RGB)  # layout kept
@@ -138,12 +187,15 @@ def test_align_with_given_landmarks_puts_them_on_the_template(tmp_path, cli):
         assert tuple(crop[round(y), round(x)]) == c
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--landmarks", "lm.txt", "x.png"], "either INPUT... (faces are detected) or --landmarks FILE"),
-    ([], "either INPUT..."),
-    (["--landmarks", "lm.txt"], "lm.txt:2: expected 'IMAGE x1 y1"),
-    (["--landmarks", "none.txt"], "cannot read landmark file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--landmarks", "lm.txt", "x.png"], "either INPUT... (faces are detected) or --landmarks FILE"),
+        ([], "either INPUT..."),
+        (["--landmarks", "lm.txt"], "lm.txt:2: expected 'IMAGE x1 y1"),
+        (["--landmarks", "none.txt"], "cannot read landmark file"),
+    ],
+)
 def test_align_user_mistakes(tmp_path, monkeypatch, cli, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "lm.txt").write_text("a.png 1 2 3 4 5 6 7 8 9 10\nb.png 1 2 3\n")
@@ -168,8 +220,9 @@ def test_serve_options_reach_the_app(ckpt, tmp_path, monkeypatch, cli):
 
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append((app, kw)))
-    code, _, err = cli(["serve", "--ckpt", ckpt, "--index", "hnsw", "--quality-threshold", 1e9, "--align",
-                        "--port", 8123])
+    code, _, err = cli(
+        ["serve", "--ckpt", ckpt, "--index", "hnsw", "--quality-threshold", 1e9, "--align", "--port", 8123]
+    )
     assert code == 0 and "enrolments live in memory" in err and apps[0][1]["port"] == 8123
     client = TestClient(apps[0][0])
     assert client.get("/gallery").json()["index"] == "hnsw"

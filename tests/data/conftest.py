@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """alice: 2 colour PNGs + a corrupt JPG; bob: 2 grey PGMs + an empty PNG; junk.txt ignored."""

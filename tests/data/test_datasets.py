@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import vlrface.data.datasets as datasets
+from vlrface.config import DataConfig, UIConfig
 from vlrface.data.datasets import build_train_data, prefetch
 from vlrface.errors import UserError
-from vlrface.train.config import DataConfig, UIConfig
 
 
 def synth_cfg(**kw) -> DataConfig:

@@ -6,10 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlrface.data.degrade import (INTERPOLATIONS, blur_matrices, degrade, gaussian_blur, jpeg, make_ui, random_vlr,
-                                  resize_matrix)
+from vlrface.config import VLRConfig
+from vlrface.data.degrade import (
+    INTERPOLATIONS,
+    blur_matrices,
+    degrade,
+    gaussian_blur,
+    jpeg,
+    make_ui,
+    random_vlr,
+    resize_matrix,
+)
 from vlrface.data.synth import SynthFaces
-from vlrface.train.config import VLRConfig
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,7 @@ def test_deterministic_given_generator(faces):
 def test_batch_equals_single(faces):
     batch = degrade(faces, 10, "bicubic", blur_sigma=0.7)
     for i in range(faces.shape[0]):
-        torch.testing.assert_close(batch[i: i + 1], degrade(faces[i: i + 1], 10, "bicubic", blur_sigma=0.7))
+        torch.testing.assert_close(batch[i : i + 1], degrade(faces[i : i + 1], 10, "bicubic", blur_sigma=0.7))
 
 
 def test_per_sample_sizes_match_separate_calls(faces):
@@ -62,8 +70,15 @@ def reference_down(x: torch.Tensor, s: int, interp: str) -> torch.Tensor:
     return F.interpolate(x, size=(s, s), mode=interp, align_corners=False, antialias=True)
 
 
-def reference(x: torch.Tensor, size: int, interp: str, sigma: float = 0.0, noise: float = 0.0,
-              eps: torch.Tensor | None = None, out_size: int = 112) -> torch.Tensor:
+def reference(
+    x: torch.Tensor,
+    size: int,
+    interp: str,
+    sigma: float = 0.0,
+    noise: float = 0.0,
+    eps: torch.Tensor | None = None,
+    out_size: int = 112,
+) -> torch.Tensor:
     """One sample at a time, with the 2-D ops the per-group implementation ran (independent of the matrices)."""
     lr = reference_down(x, size, interp)
     if sigma > 0:  # separable Gaussian, OpenCV's kernel, replicate borders
@@ -97,8 +112,8 @@ def test_batched_equals_per_sample_reference(faces, interp):
     out = degrade(x, sizes, interp, sigma, noise, generator=torch.Generator().manual_seed(5), out_size=96)
     eps = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(5))  # the draw documented by degrade
     for i in range(12):
-        ref = reference(x[i: i + 1], int(sizes[i]), interp, float(sigma[i]), float(noise[i]), eps[i: i + 1], 96)
-        torch.testing.assert_close(out[i: i + 1], ref, atol=1e-5, rtol=0)
+        ref = reference(x[i : i + 1], int(sizes[i]), interp, float(sigma[i]), float(noise[i]), eps[i : i + 1], 96)
+        torch.testing.assert_close(out[i : i + 1], ref, atol=1e-5, rtol=0)
 
 
 def test_mixed_interpolations_in_one_call(faces):
@@ -108,8 +123,9 @@ def test_mixed_interpolations_in_one_call(faces):
     out = degrade(x.double(), sizes, modes, blur_sigma=0.5)
     assert out.dtype == torch.float64
     for i in range(12):
-        torch.testing.assert_close(out[i: i + 1], reference(x[i: i + 1].double(), int(sizes[i]), modes[i], 0.5),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            out[i : i + 1], reference(x[i : i + 1].double(), int(sizes[i]), modes[i], 0.5), atol=1e-6, rtol=0
+        )
     with pytest.raises(ValueError, match="3 interpolations"):
         degrade(x[:2], 8, modes[:3])
     with pytest.raises(ValueError, match="≥ 1 px"):
@@ -118,7 +134,7 @@ def test_mixed_interpolations_in_one_call(faces):
 
 def test_blur_matrix_by_hand():
     # σ = 0.5, radius 2: weights ∝ exp(-k²/0.5) for k = -2..2; replicate borders fold the tails onto the edge
-    w = torch.exp(-torch.arange(-2, 3.0) ** 2 / 0.5)
+    w = torch.exp(-(torch.arange(-2, 3.0) ** 2) / 0.5)
     w = w / w.sum()
     m = blur_matrices(torch.tensor([0.5, 0.0]), torch.tensor([4, 3]), 5)
     assert m.shape == (2, 5, 5)

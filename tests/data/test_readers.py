@@ -4,8 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vlrface.data.readers import (CROPS, SkipReport, lfw_vlr_split, read_att, read_image, read_image_folder,
-                                  to_face)
+from vlrface.data.readers import CROPS, SkipReport, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from vlrface.data.synth import TEMPLATE
 from vlrface.errors import UserError
 
@@ -78,17 +77,20 @@ def _landmark_image(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     return img
 
 
-@pytest.mark.parametrize("crop, shape, points", [
-    ("lfw", (250, 250), [[102.9, 114.0], [149.1, 112.9], [126.6, 138.0], [108.5, 159.2], [146.9, 158.1]]),
-    ("att", (112, 92), [[26.0, 52.6], [61.0, 52.3], [43.3, 71.3], [30.1, 85.4], [59.2, 84.8]]),
-])
+@pytest.mark.parametrize(
+    "crop, shape, points",
+    [
+        ("lfw", (250, 250), [[102.9, 114.0], [149.1, 112.9], [126.6, 138.0], [108.5, 159.2], [146.9, 158.1]]),
+        ("att", (112, 92), [[26.0, 52.6], [61.0, 52.3], [43.3, 71.3], [30.1, 85.4], [59.2, 84.8]]),
+    ],
+)
 def test_crops_put_measured_landmarks_on_the_template(crop, shape, points):
     """Each documented crop maps its layout's median landmarks to the arcface template (±3 px)."""
     face = to_face(_landmark_image(shape, np.array(points)), crop)
     assert face.shape == (112, 112, 3) and face.dtype == np.uint8
     for tx, ty in TEMPLATE:
         y0, x0 = int(ty) - 3, int(tx) - 3
-        assert face[y0: y0 + 7, x0: x0 + 7].max() > 100, (crop, tx, ty)
+        assert face[y0 : y0 + 7, x0 : x0 + 7].max() > 100, (crop, tx, ty)
 
 
 def test_default_crop_and_registry():

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+
 def face(identity: int, k: int, shape=(40, 32)) -> np.ndarray:
     """Grey image: a smooth pattern fixed by ``identity`` plus small noise fixed by ``k``."""
     coarse = np.random.default_rng(identity).integers(0, 255, (4, 4)).astype(np.float32)

@@ -22,7 +22,9 @@ def files(tmp_path, write_face):
 @pytest.fixture
 def tiny_model():
     torch.manual_seed(0)
-    return build_model({"backbone": "iresnet_nano", "embedding_size": 16, "backbone_kwargs": {"widths": [4, 8, 8, 8]}}).eval()
+    return build_model(
+        {"backbone": "iresnet_nano", "embedding_size": 16, "backbone_kwargs": {"widths": [4, 8, 8, 8]}}
+    ).eval()
 
 
 def test_raw_pixel_is_normalised_correlation(files):
@@ -42,7 +44,9 @@ def test_model_embedder_flip_and_quality(files, tiny_model):
     x, _ = load_faces(files[:3], "default", 12)
     with torch.no_grad():
         pre = Preprocessing()
-        want = torch.nn.functional.normalize(tiny_model(pre.normalize(x)).embedding + tiny_model(pre.normalize(x.flip(3))).embedding, dim=1)
+        want = torch.nn.functional.normalize(
+            tiny_model(pre.normalize(x)).embedding + tiny_model(pre.normalize(x.flip(3))).embedding, dim=1
+        )
     np.testing.assert_allclose(flipped.emb, want.numpy(), atol=1e-5)
     assert not np.allclose(plain.emb, flipped.emb)
 

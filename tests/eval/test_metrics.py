@@ -156,7 +156,7 @@ def test_tpir_at_fpir_brute_force():
 
 def brute_erc(scores, gen, q, fmr, ratio, fixed):
     order = np.argsort(q, kind="stable")
-    keep = order[int(np.floor(ratio * len(q) + 1e-9)):]
+    keep = order[int(np.floor(ratio * len(q) + 1e-9)) :]
     imp_pool = scores[~gen] if fixed else scores[keep][~gen[keep]]
     cands = np.r_[np.unique(scores), np.inf]
     t = min(c for c in cands if np.mean(imp_pool >= c) <= fmr)  # lowest threshold meeting the FMR

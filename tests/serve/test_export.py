@@ -8,12 +8,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, load_model, make_checkpoint
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
 from vlrface.serve.app import FaceService
 from vlrface.serve.export import export_onnx
 from vlrface.serve.gallery import atomic_write
-from vlrface.train.checkpoint import atomic_save, load_model, make_checkpoint
 
 PLAIN_MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": False, "prm": False}
 
@@ -23,8 +23,14 @@ def plain_ckpt(tmp_path_factory):
     """A tiny model without PAM and PRM, fed BGR (so the exported convention must say so)."""
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("plain") / "plain.pt"
-    atomic_save(make_checkpoint(model=build_model(PLAIN_MODEL).eval(), config={"model": PLAIN_MODEL},
-                                preprocessing=Preprocessing(color="BGR")), path)
+    atomic_save(
+        make_checkpoint(
+            model=build_model(PLAIN_MODEL).eval(),
+            config={"model": PLAIN_MODEL},
+            preprocessing=Preprocessing(color="BGR"),
+        ),
+        path,
+    )
     return path
 
 
@@ -38,7 +44,10 @@ def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert [o.name for o in proto.graph.output] == outputs
-    shapes = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in [*proto.graph.input, *proto.graph.output]]
+    shapes = [
+        [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+        for o in [*proto.graph.input, *proto.graph.output]
+    ]
     assert shapes == [["batch", 3, 112, 112], ["batch", 16], ["batch"]][: len(shapes)]
     model, pre, _ = load_model(ckpt)
     props = {p.key: p.value for p in proto.metadata_props}
@@ -71,15 +80,18 @@ def test_flip_is_baked_into_the_graph(ckpt, tmp_path):
     assert model.training is False  # export leaves the model in eval mode
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--ckpt", "missing.pt", "--onnx", "m.onnx"], "checkpoint not found"),
-    (["--onnx", "m.txt"], "must end in .onnx"),
-    (["--onnx", "."], "must end in .onnx"),
-    (["--onnx", "dir.onnx"], "is a folder"),
-    (["--onnx", "file.bin/m.onnx"], "cannot create the folder"),
-    (["--onnx", "m.onnx", "--opset", "9"], "--opset 9 is too old"),
-    (["--onnx", "m.onnx", "--opset", "99"], "--opset 99: Unsupported onnx_opset_version"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ckpt", "missing.pt", "--onnx", "m.onnx"], "checkpoint not found"),
+        (["--onnx", "m.txt"], "must end in .onnx"),
+        (["--onnx", "."], "must end in .onnx"),
+        (["--onnx", "dir.onnx"], "is a folder"),
+        (["--onnx", "file.bin/m.onnx"], "cannot create the folder"),
+        (["--onnx", "m.onnx", "--opset", "9"], "--opset 9 is too old"),
+        (["--onnx", "m.onnx", "--opset", "99"], "--opset 99: Unsupported onnx_opset_version"),
+    ],
+)
 def test_user_mistakes_are_one_line_exit_2(ckpt, tmp_path, monkeypatch, cli, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir.onnx").mkdir()
@@ -107,4 +119,3 @@ def test_bench_infer_uses_the_same_exporter():
 
     row = bench_infer(["iresnet_nano"], batch_sizes=(2,), seconds=0.01)[0]
     assert float(row["max_abs_diff"]) < 1e-4 and row["onnxrt_img_per_s"] > 0
-

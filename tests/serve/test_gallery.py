@@ -42,8 +42,13 @@ def test_identify_ranks_identities_by_best_entry_and_says_unknown():
     g = Gallery(3)
     # alice has two entries; her best (e0) beats bob's only entry
     g.add([[1, 0, 0], [0.6, 0.8, 0], [0.8, 0.6, 0]], ["alice", "alice", "bob"], quality=[1.0, 2.0, 3.0])
-    res = g.identify(np.array([[1.0, 0.1, 0], [0, 0, 1.0]]), k=2, threshold=0.5,
-                     probe_quality=np.array([5.0, 0.1]), quality_threshold=1.0)
+    res = g.identify(
+        np.array([[1.0, 0.1, 0], [0, 0, 1.0]]),
+        k=2,
+        threshold=0.5,
+        probe_quality=np.array([5.0, 0.1]),
+        quality_threshold=1.0,
+    )
     p0, p1 = res
     assert [c[0] for c in p0.candidates] == ["alice", "bob"] and p0.identity == "alice"
     assert p0.score == pytest.approx(1 / np.sqrt(1.01), abs=1e-6)

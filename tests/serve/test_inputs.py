@@ -22,12 +22,15 @@ def test_files_folders_and_lists_in_order(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda d: d / "nope.jpg", "input not found"),
-    (lambda d: d, "no images"),
-    (lambda d: (d / "l.txt").write_text("# nothing\n") and d / "l.txt", "no images"),
-    (lambda d: (d / "l.txt").write_bytes(b"\xff\xfe\xfa") and d / "l.txt", "cannot read file list"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "nope.jpg", "input not found"),
+        (lambda d: d, "no images"),
+        (lambda d: (d / "l.txt").write_text("# nothing\n") and d / "l.txt", "no images"),
+        (lambda d: (d / "l.txt").write_bytes(b"\xff\xfe\xfa") and d / "l.txt", "cannot read file list"),
+    ],
+)
 def test_user_mistakes(tmp_path, make, message):
     with pytest.raises(UserError, match=message):
         image_files([make(tmp_path)])
@@ -38,7 +41,7 @@ def test_read_faces_chunks_and_reports_unreadable_and_faceless(tmp_path):
     import numpy as np
 
     from vlrface.data.readers import SkipReport
-    from vlrface.serve.app import NoFaceError
+    from vlrface.errors import NoFaceError
     from vlrface.serve.inputs import read_faces
 
     files = []
@@ -57,4 +60,7 @@ def test_read_faces_chunks_and_reports_unreadable_and_faceless(tmp_path):
     chunks = list(read_faces(files, face, skips, chunk=2))
     assert [keep for keep, _ in chunks] == [[0], [2], [4]]  # positions in files, chunks of 2 files
     assert [int(c[0][0, 0, 0]) for _, c in chunks] == [10, 20, 40] and chunks[0][1][0].shape == (2, 2, 3)
-    assert [(p.rsplit("/", 1)[-1], r) for p, r in skips.skipped] == [("bad.png", "not a decodable image"), ("2.png", "no face found")]
+    assert [(p.rsplit("/", 1)[-1], r) for p, r in skips.skipped] == [
+        ("bad.png", "not a decodable image"),
+        ("2.png", "no face found"),
+    ]

@@ -11,10 +11,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from vlrface.config import RIConfig
 from vlrface.models import HEADS
 from vlrface.models.ri import UICentre
 from vlrface.train import distributed as D
-from vlrface.train.config import RIConfig
 from vlrface.train.objective import Objective
 from vlrface.train.partial_fc import PartialFC
 
@@ -54,14 +54,15 @@ def _single_process():
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     info = D.init_distributed(torch.device("cpu"))
     backbone, full = _init()
     start, count = D.shard_range(CLASSES, world, rank)
     shard = HEADS.build("arcface", embedding_size=DIM, num_classes=count, margin=0.3, scale=16.0)
-    shard.weight.data.copy_(full.weight.data[start: start + count])
+    shard.weight.data.copy_(full.weight.data[start : start + count])
     pfc = PartialFC(shard, CLASSES, 1.0)
     model = D.wrap_ddp(backbone, torch.device("cpu"), info)
     opt = _sgd([*model.parameters(), *pfc.parameters()])
@@ -80,11 +81,19 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     owned = (local >= 0) & (local < count)
     torch.manual_seed(3)
     index = sampler.sample(local, owned)
-    torch.save({"rank": info.rank, "start": start, "count": count, "losses": losses,
-                "full_weight": pfc.full_weight(),
-                "ui_ri": Objective(pfc, RIConfig(), DIM).label_free_ri(UI, UICentre.centre_of(UI)),
-                "sampled": (index + start).tolist(),
-                "positives": sorted(set(labels[owned].tolist()))}, os.path.join(out, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "rank": info.rank,
+            "start": start,
+            "count": count,
+            "losses": losses,
+            "full_weight": pfc.full_weight(),
+            "ui_ri": Objective(pfc, RIConfig(), DIM).label_free_ri(UI, UICentre.centre_of(UI)),
+            "sampled": (index + start).tolist(),
+            "positives": sorted(set(labels[owned].tolist())),
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
     dist.destroy_process_group()
 
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vlrface.checkpoint import load_checkpoint, load_model
 from vlrface.cli import main
+from vlrface.config import VLRConfig
 from vlrface.data.readers import SkipReport
 from vlrface.errors import UserError
 from vlrface.models import HEADS
 from vlrface.serve.gallery import Gallery
-from vlrface.train.checkpoint import load_checkpoint, load_model
-from vlrface.train.config import VLRConfig
 from vlrface.train.enrol import bn_affine_parameters, enrol, enrol_shots, enrolled_scores, read_shots
 
 
@@ -123,7 +123,21 @@ def test_enrol_writes_a_new_checkpoint_and_accumulates(ckpt, people, tmp_path):
 def test_cli_enrol_with_gallery(ckpt, people, tmp_path, capsys):
     out, gallery = tmp_path / "e.pt", tmp_path / "gal"
     with pytest.raises(SystemExit) as e:
-        main(["enrol", "--ckpt", str(ckpt), "--shots", str(people), "--out", str(out), "--steps", "2", "--gallery", str(gallery)])
+        main(
+            [
+                "enrol",
+                "--ckpt",
+                str(ckpt),
+                "--shots",
+                str(people),
+                "--out",
+                str(out),
+                "--steps",
+                "2",
+                "--gallery",
+                str(gallery),
+            ]
+        )
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "enrolled 3 identities as head rows 0–2" in text and "gallery: 6 images of 3 identities" in text

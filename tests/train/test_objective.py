@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from vlrface.config import RIConfig
 from vlrface.errors import UserError
 from vlrface.models import HEADS, FaceOutput, build_model
 from vlrface.models.ri import UICentre
 from vlrface.train import objective
-from vlrface.train.config import RIConfig
 from vlrface.train.distributed import DistInfo
 from vlrface.train.objective import Objective
 from vlrface.train.partial_fc import PartialFC
@@ -49,9 +49,16 @@ def test_all_terms_sum_with_weights():
     assert logs["pushed"] == 1.0 and logs["id"] > 0
 
 
-@pytest.mark.parametrize("pam, prm, ui_stats, present", [
-    (False, True, "nearest", {"l1", "id"}), (True, False, "nearest", {"mse", "id"}), (False, False, "nearest", {"id"}),
-    (True, False, "prm", {"mse"}), (False, False, "prm", set())])
+@pytest.mark.parametrize(
+    "pam, prm, ui_stats, present",
+    [
+        (False, True, "nearest", {"l1", "id"}),
+        (True, False, "nearest", {"mse", "id"}),
+        (False, False, "nearest", {"id"}),
+        (True, False, "prm", {"mse"}),
+        (False, False, "prm", set()),
+    ],
+)
 def test_terms_without_their_module_are_off(pam, prm, ui_stats, present):
     """L_ID needs a PRM only when μ_UI, σ_UI are the PRM's predictions."""
     _, logs = make(ui_stats=ui_stats)(output(pam=pam, prm=prm), LABELS)
@@ -90,7 +97,7 @@ def test_ui_stats_nearest_is_the_label_free_ri_by_hand():
     head = HEADS.build("arcface", embedding_size=4, num_classes=3)
     head.weight.data = torch.eye(4)[:3] * 3.0  # prototypes are normalised before use
     obj = Objective(head, RIConfig(), 4)
-    r2 = 2 ** -0.5
+    r2 = 2**-0.5
     obj.refresh(Identity(), torch.tensor([[r2, 0, 0, r2], [0, 1.0, 0, 0]]))
     torch.testing.assert_close(obj.ui.centre, torch.tensor([0.5, r2, 0, 0.5]))
     assert obj.ui.mu.item() == pytest.approx((1 + 2 - r2) / 2)

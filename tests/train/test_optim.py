@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
+from vlrface.config import OptimConfig, ScheduleConfig
 from vlrface.models import build_model
-from vlrface.train.config import OptimConfig, ScheduleConfig
 from vlrface.train.optim import build_optimizer, lr_factor, set_lr
 
 

@@ -5,16 +5,24 @@ import json
 import pytest
 import torch
 
+from vlrface.checkpoint import load_checkpoint, load_model
+from vlrface.config import load_config
 from vlrface.errors import UserError
-from vlrface.train.checkpoint import load_checkpoint, load_model
-from vlrface.train.config import load_config
 from vlrface.train.trainer import NonFiniteGuard, Trainer
 
 TINY = [
-    "data.num_identities=6", "data.images_per_identity=4", "data.ui.size=8",
-    "model.backbone=iresnet_nano", "model.embedding_size=16",
-    "train.batch_size=8", "train.steps=6", "train.log_every=1", "train.ckpt_every=0",
-    "ri.ui_every=2", "optim.lr=0.05", "schedule.warmup_steps=2",
+    "data.num_identities=6",
+    "data.images_per_identity=4",
+    "data.ui.size=8",
+    "model.backbone=iresnet_nano",
+    "model.embedding_size=16",
+    "train.batch_size=8",
+    "train.steps=6",
+    "train.log_every=1",
+    "train.ckpt_every=0",
+    "ri.ui_every=2",
+    "optim.lr=0.05",
+    "schedule.warmup_steps=2",
 ]
 
 
@@ -118,8 +126,14 @@ def write_att(root, subjects=range(21, 41), images=2):
 
 def test_periodic_evaluation_from_config(tmp_path):
     write_att(tmp_path / "att")
-    cfg = tiny(tmp_path, "ev", "train.eval_every=3", "eval.protocols=[att-vlr]",
-               f"eval.data={{att-vlr: {tmp_path / 'att'}}}", "eval.probe_sizes=[null, 8]")
+    cfg = tiny(
+        tmp_path,
+        "ev",
+        "train.eval_every=3",
+        "eval.protocols=[att-vlr]",
+        f"eval.data={{att-vlr: {tmp_path / 'att'}}}",
+        "eval.probe_sizes=[null, 8]",
+    )
     t = Trainer(cfg, progress=False)
     final = t.fit()
     assert set(final["att-vlr"]) == {"hr", "8px"}

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vlrface.config import load_config
 from vlrface.data.datasets import build_train_data
 from vlrface.errors import UserError
 from vlrface.models import build_model
-from vlrface.train.config import load_config
 from vlrface.train.trunk_cache import CachedTrunkTrainer, MemoTrunk, TopModel, TrunkCache, split_backbone
 
 SFACE = {"backbone": "sface", "embedding_size": 16, "pam": True, "prm": True, "backbone_kwargs": {"pretrained": False}}
@@ -56,13 +56,29 @@ def test_memo_trunk_is_exact_and_runs_the_trunk_once_per_batch():
 
 
 def _config(tmp_path, name: str, ri: bool):
-    return load_config("demo", [
-        f"out={tmp_path / name}", "seed=3", "model.backbone=sface", "model.embedding_size=16",
-        "model.backbone_kwargs={pretrained: false}", f"model.pam={str(ri).lower()}", f"model.prm={str(ri).lower()}",
-        f"ri.enabled={str(ri).lower()}", "ri.ui_every=2", "data.num_identities=4", "data.images_per_identity=3",
-        "data.ui.size=4", "train.steps=4", "train.batch_size=6", "train.ckpt_every=0", "train.device=cpu",
-        "eval.protocols=[]", "model.init=sface",
-    ])
+    return load_config(
+        "demo",
+        [
+            f"out={tmp_path / name}",
+            "seed=3",
+            "model.backbone=sface",
+            "model.embedding_size=16",
+            "model.backbone_kwargs={pretrained: false}",
+            f"model.pam={str(ri).lower()}",
+            f"model.prm={str(ri).lower()}",
+            f"ri.enabled={str(ri).lower()}",
+            "ri.ui_every=2",
+            "data.num_identities=4",
+            "data.images_per_identity=3",
+            "data.ui.size=4",
+            "train.steps=4",
+            "train.batch_size=6",
+            "train.ckpt_every=0",
+            "train.device=cpu",
+            "eval.protocols=[]",
+            "model.init=sface",
+        ],
+    )
 
 
 @pytest.fixture(scope="module")

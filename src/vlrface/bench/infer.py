@@ -55,8 +55,16 @@ def run(models: list[str], batch_sizes: tuple[int, ...] = (1, 32), seconds: floa
             feed = {"input": x.numpy()}
             onnx = _median_call(lambda: sess.run(None, feed), seconds)
             diff = float(np.abs(sess.run(None, feed)[0] - ref).max())
-            rows.append({"model": name, "batch": b, "threads": threads,
-                         "eager_img_per_s": round(b / eager, 1), "onnxrt_img_per_s": round(b / onnx, 1),
-                         "onnx_speedup": round(eager / onnx, 2), "max_abs_diff": f"{diff:.1e}",
-                         "load_avg_1min": round(os.getloadavg()[0], 2)})
+            rows.append(
+                {
+                    "model": name,
+                    "batch": b,
+                    "threads": threads,
+                    "eager_img_per_s": round(b / eager, 1),
+                    "onnxrt_img_per_s": round(b / onnx, 1),
+                    "onnx_speedup": round(eager / onnx, 2),
+                    "max_abs_diff": f"{diff:.1e}",
+                    "load_avg_1min": round(os.getloadavg()[0], 2),
+                }
+            )
     return rows

@@ -32,12 +32,12 @@ def numpy_topk(probes: np.ndarray, gallery: np.ndarray, k: int) -> tuple[np.ndar
     ids = np.empty((len(probes), k), dtype=np.int64)
     scores = np.empty((len(probes), k), dtype=np.float32)
     for s in range(0, len(probes), CHUNK):
-        block = probes[s: s + CHUNK] @ gallery.T
+        block = probes[s : s + CHUNK] @ gallery.T
         part = np.argpartition(-block, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(block, part, 1)
         order = np.argsort(-top, axis=1, kind="stable")
-        ids[s: s + CHUNK] = np.take_along_axis(part, order, 1)
-        scores[s: s + CHUNK] = np.take_along_axis(top, order, 1)
+        ids[s : s + CHUNK] = np.take_along_axis(part, order, 1)
+        scores[s : s + CHUNK] = np.take_along_axis(top, order, 1)
     return scores, ids
 
 
@@ -68,12 +68,17 @@ def run(probes: int = 3_728, gallery: int = 157_871, dim: int = 512, top: int = 
 
     agree = float(np.mean([len(set(a) & set(b)) / top for a, b in zip(np_ids, f_ids)]))
     return {
-        "probes": probes, "gallery": gallery, "dim": dim, "top": top,
+        "probes": probes,
+        "gallery": gallery,
+        "dim": dim,
+        "top": top,
         "faiss_threads": faiss.omp_get_max_threads(),
         "sgemm_gflops": round(peak, 1),
         "search_gflop": round(flops / 1e9, 1),
-        "numpy_s": round(t_np, 2), "numpy_frac_of_sgemm": round(flops / t_np / 1e9 / peak, 3),
-        "faiss_s": round(t_faiss, 2), "faiss_frac_of_sgemm": round(flops / t_faiss / 1e9 / peak, 3),
+        "numpy_s": round(t_np, 2),
+        "numpy_frac_of_sgemm": round(flops / t_np / 1e9 / peak, 3),
+        "faiss_s": round(t_faiss, 2),
+        "faiss_frac_of_sgemm": round(flops / t_faiss / 1e9 / peak, 3),
         "faiss_add_s": round(t_add, 3),
         "faiss_speedup": round(t_np / t_faiss, 2),
         "top_k_agreement": round(agree, 4),

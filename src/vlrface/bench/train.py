@@ -27,13 +27,13 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..config import DataConfig, OptimConfig, RIConfig, VLRConfig
 from ..data.datasets import build_train_data
 from ..data.degrade import make_ui, random_vlr
 from ..errors import UserError
 from ..models import HEADS, build_model
 from ..preprocess import DEFAULT
 from ..train import distributed as D
-from ..train.config import DataConfig, OptimConfig, RIConfig, VLRConfig
 from ..train.objective import Objective
 from ..train.optim import build_optimizer
 from ..train.partial_fc import PartialFC
@@ -106,8 +106,7 @@ def _head(cfg: TrainBench, dim: int, info: D.DistInfo) -> torch.nn.Module:
     if cfg.partial_fc_rate >= 1 and not info.distributed:
         return HEADS.build(cfg.head, embedding_size=dim, num_classes=cfg.num_classes)
     count = D.shard_range(cfg.num_classes, info.world_size, info.rank)[1]
-    return PartialFC(HEADS.build(cfg.head, embedding_size=dim, num_classes=count), cfg.num_classes,
-                     cfg.partial_fc_rate)
+    return PartialFC(HEADS.build(cfg.head, embedding_size=dim, num_classes=count), cfg.num_classes, cfg.partial_fc_rate)
 
 
 def run(cfg: TrainBench) -> dict[str, object]:
@@ -116,8 +115,11 @@ def run(cfg: TrainBench) -> dict[str, object]:
         raise UserError(f"--amp {cfg.amp!r}: choose none, bf16 or fp16")
     if cfg.data not in ("device", "loader"):
         raise UserError(f"--data {cfg.data!r}: choose device or loader")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+    device = torch.device(
+        "cuda"
+        if cfg.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if cfg.device == "auto" else cfg.device)
+    )
     info = D.init_distributed(device)
     device = D.local_device(device, info)
     torch.backends.cudnn.benchmark = True
@@ -125,8 +127,9 @@ def run(cfg: TrainBench) -> dict[str, object]:
     model = build_model({"backbone": cfg.model, "pam": cfg.ri, "prm": cfg.ri}).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    objective = Objective(_head(cfg, model.embedding_size, info), RIConfig(enabled=cfg.ri, ui_every=cfg.ui_every),
-                          model.embedding_size).to(device)
+    objective = Objective(
+        _head(cfg, model.embedding_size, info), RIConfig(enabled=cfg.ri, ui_every=cfg.ui_every), model.embedding_size
+    ).to(device)
     optimizer = build_optimizer(model, objective, OptimConfig(fused=cfg.fused and device.type == "cuda"))
     net = D.wrap_ddp(model, device, info)
     forward = torch.compile(net) if cfg.compile else net
@@ -145,6 +148,7 @@ def run(cfg: TrainBench) -> dict[str, object]:
             images, labels = next(host)
             return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
     else:
+
         def fetch() -> tuple[torch.Tensor, torch.Tensor]:
             return torch.rand(b, 3, 112, 112, device=device), torch.randint(cfg.num_classes, (b,), device=device)
 

@@ -9,20 +9,12 @@ from __future__ import annotations
 import sys
 
 import click
-import typer
 
 from ..errors import UserError
 
-app = typer.Typer(
-    name="vlrface",
-    help="Very low-resolution face recognition and quality estimation (Recognizability Index).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
 # Verb modules register their commands on ``app`` when imported.
-from . import ablate, bench, demo, embed, enrol, evaluate, quality, service, train  # noqa: E402,F401
+from . import ablate, bench, convert, demo, embed, enrol, evaluate, quality, service, train  # noqa: F401
+from .app import app
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError
-from . import app
+from .app import app
 
 
 def _list(text: str | None, what: str, cast=str) -> list | None:

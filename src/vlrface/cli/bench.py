@@ -11,14 +11,26 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError
-from . import app
+from .app import app
 
 
 def _train(o: dict) -> list[dict]:
     from ..bench.train import TrainBench, run
 
-    keys = ("head", "ri", "batch_size", "steps", "amp", "channels_last", "compile", "fused", "partial_fc_rate",
-            "num_classes", "peak_tflops", "data")
+    keys = (
+        "head",
+        "ri",
+        "batch_size",
+        "steps",
+        "amp",
+        "channels_last",
+        "compile",
+        "fused",
+        "partial_fc_rate",
+        "num_classes",
+        "peak_tflops",
+        "data",
+    )
     return [run(TrainBench(model=o["model"] or "iresnet50", **{k: o[k] for k in keys}))]
 
 
@@ -53,8 +65,11 @@ def bench(
     partial_fc_rate: float = typer.Option(1.0, help="train: PartialFC sample rate (< 1, or torchrun: PartialFC)."),
     num_classes: int = typer.Option(93_431, help="train: identities in the head."),
     peak_tflops: float = typer.Option(None, help="train: device peak bf16 TFLOP/s for MFU (default: datasheet)."),
-    data: str = typer.Option("device", help="train: device (random images made there) | loader (host TrainData, "
-                                            "read ahead, pinned, copied over: the real input path)."),
+    data: str = typer.Option(
+        "device",
+        help="train: device (random images made there) | loader (host TrainData, "
+        "read ahead, pinned, copied over: the real input path).",
+    ),
     seconds: float = typer.Option(3.0, help="infer: seconds of timing per case."),
     probes: int = typer.Option(3_728, help="search: probes (TinyFace: 3,728)."),
     gallery: int = typer.Option(157_871, help="search: gallery size (TinyFace: 157,871)."),

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from ..errors import UserError
-from . import app
+from .app import app
 
 SHARED_ATT = Path("../shared/data/att_faces")
 
@@ -17,7 +17,9 @@ SHARED_ATT = Path("../shared/data/att_faces")
 def demo(
     quick: bool = typer.Option(False, "--quick", help="Small run (≤ 3 min on 2 CPU cores)."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder (re-running resumes/reuses it)."),
-    att: Path | None = typer.Option(None, "--att", help="ORL/AT&T folder for att-vlr [default: ../shared/data/att_faces if present]."),
+    att: Path | None = typer.Option(
+        None, "--att", help="ORL/AT&T folder for att-vlr [default: ../shared/data/att_faces if present]."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Pre-train on synthetic faces, fine-tune ArcFace vs RI on HR+VLR, evaluate, report."""
@@ -31,6 +33,8 @@ def demo(
     for line in report["verdict"]:
         console.print(f"• {line}")
     sec = report["seconds"]
-    times = "  ".join(f"{k} {v:.0f} s (CPU {sec[f'cpu:{k}']:.0f} s)" for k, v in sec.items() if not k.startswith("cpu:"))
+    times = "  ".join(
+        f"{k} {v:.0f} s (CPU {sec[f'cpu:{k}']:.0f} s)" for k, v in sec.items() if not k.startswith("cpu:")
+    )
     console.print(f"\ntime: {times}")
     console.print(f"report: {out / 'report.md'}  plots: {out}/*.png  checkpoints: {out}/*/model.pt")

@@ -20,7 +20,7 @@ from ..data.readers import SkipReport
 from ..errors import UserError
 from ..serve.gallery import atomic_write
 from ..serve.inputs import image_files
-from . import app
+from .app import app
 
 EMBEDDINGS_FORMAT = "vlrface-embeddings-1"
 
@@ -93,19 +93,26 @@ def export(
     ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
     onnx: Path = typer.Option(..., help="Output FILE.onnx (written atomically)."),
     opset: int = typer.Option(17, help="ONNX opset (11 or newer)."),
-    flip: bool = typer.Option(False, "--flip", help="Bake flip test-time augmentation into the graph (2× the compute)."),
+    flip: bool = typer.Option(
+        False, "--flip", help="Bake flip test-time augmentation into the graph (2× the compute)."
+    ),
     check: bool = typer.Option(True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on batch 1 and 7."),
 ) -> None:
     """Export a checkpoint to ONNX: dynamic batch; outputs embedding (and quality with a PRM)."""
+    from ..checkpoint import load_model
     from ..serve.app import checkpoint_hash
     from ..serve.export import export_onnx, max_abs_difference
-    from ..train.checkpoint import load_model
 
     model, pre, _ = load_model(ckpt, "cpu")
     _writable(onnx, ".onnx", "--onnx")
     proto = export_onnx(model, onnx, pre, opset=opset, flip=flip, metadata={"checkpoint_sha256": checkpoint_hash(ckpt)})
-    shapes = [f"{o.name} [{', '.join(d.dim_param or str(d.dim_value) for d in o.type.tensor_type.shape.dim)}]" for o in proto.graph.output]
-    print(f"exported {ckpt} → {onnx} ({onnx.stat().st_size / 2**20:.1f} MiB, opset {opset}); outputs: {', '.join(shapes)}")
+    shapes = [
+        f"{o.name} [{', '.join(d.dim_param or str(d.dim_value) for d in o.type.tensor_type.shape.dim)}]"
+        for o in proto.graph.output
+    ]
+    print(
+        f"exported {ckpt} → {onnx} ({onnx.stat().st_size / 2**20:.1f} MiB, opset {opset}); outputs: {', '.join(shapes)}"
+    )
     if check:
         diff = max_abs_difference(model, onnx, pre, flip=flip)
         print(f"ONNX Runtime vs PyTorch on batch 1 and 7: max abs difference {diff:.1e}")

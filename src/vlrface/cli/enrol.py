@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from . import app
+from .app import app
 
 
 @app.command()
@@ -28,11 +28,28 @@ def enrol(
     from ..train.enrol import enrol as run
 
     skips = SkipReport()
-    result = run(ckpt, shots, out, crop=crop, max_shots=max_shots, steps=steps, lr=lr, batch_size=batch_size,
-                 seed=seed, device=device, skips=skips)
-    loss = f"; loss {result.losses[0]:.3f} → {result.losses[-1]:.3f} over {len(result.losses)} BN steps" if result.losses else ""
-    typer.echo(f"enrolled {len(result.names)} identities as head rows {result.first}–{result.first + len(result.names) - 1}"
-               f"{loss} → {out}")
+    result = run(
+        ckpt,
+        shots,
+        out,
+        crop=crop,
+        max_shots=max_shots,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        skips=skips,
+    )
+    loss = (
+        f"; loss {result.losses[0]:.3f} → {result.losses[-1]:.3f} over {len(result.losses)} BN steps"
+        if result.losses
+        else ""
+    )
+    typer.echo(
+        f"enrolled {len(result.names)} identities as head rows {result.first}–{result.first + len(result.names) - 1}"
+        f"{loss} → {out}"
+    )
     if gallery is not None:
         _add_to_gallery(out, shots, gallery, crop, max_shots, device)
     skips.print_summary()

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from . import app
+from .app import app
 
 
 @app.command("eval")
@@ -16,15 +16,21 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="Dataset root in the protocol's layout."),
     ckpt: Path = typer.Option(..., "--ckpt", help="vlrface checkpoint."),
     out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder."),
-    probe_size: list[int] = typer.Option(None, "--probe-size", help="Degrade probes to PX (repeatable); default: the protocol's sizes."),
+    probe_size: list[int] = typer.Option(
+        None, "--probe-size", help="Degrade probes to PX (repeatable); default: the protocol's sizes."
+    ),
     flip: bool = typer.Option(False, "--flip", help="Add the embedding of the mirrored image."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:1 …; auto = cuda when available."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Embedding cache (default ~/.cache/vlrface/embeddings)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Re-extract every embedding."),
     no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the raw-pixel baseline."),
-    matcher: str = typer.Option(None, "--matcher", help="Score gallery identities with: cosine (best image) or nac "
-                                "(docs/nac.md); default: rank every gallery image by cosine."),
+    matcher: str = typer.Option(
+        None,
+        "--matcher",
+        help="Score gallery identities with: cosine (best image) or nac "
+        "(docs/nac.md); default: rank every gallery image by cosine.",
+    ),
     nac_k: int = typer.Option(None, "--nac-k", help="NAC: prototypes in the softmax (default 16)."),
     nac_temperature: float = typer.Option(None, "--nac-temperature", help="NAC: softmax temperature T (default 1)."),
 ) -> None:
@@ -35,12 +41,25 @@ def evaluate(
     params = {k: v for k, v in (("k", nac_k), ("temperature", nac_temperature)) if v is not None}
     if params and matcher != "nac":
         raise UserError("--nac-k / --nac-temperature need --matcher nac")
-    metrics = run(protocol, data, ckpt, out, probe_sizes=probe_size or None, flip=flip, batch_size=batch_size,
-                  device=device, cache_dir=None if no_cache else cache_dir or default_cache_dir(),
-                  baseline=not no_baseline, matcher=matcher, matcher_params=params)
+    metrics = run(
+        protocol,
+        data,
+        ckpt,
+        out,
+        probe_sizes=probe_size or None,
+        flip=flip,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=None if no_cache else cache_dir or default_cache_dir(),
+        baseline=not no_baseline,
+        matcher=matcher,
+        matcher_params=params,
+    )
     for setting, r in metrics["results"]["model"].items():
-        figs = [f"rank-1 {100 * r['cmc'][1]:.2f}%" if "cmc" in r else None,
-                f"DIR@FAR=1e-2 {100 * r['open_set']['dir_at_far'][0.01]:.2f}%" if "open_set" in r else None,
-                f"TAR@FAR=1e-3 {100 * r['verification']['tar_at_far'][0.001]:.2f}%" if "verification" in r else None]
+        figs = [
+            f"rank-1 {100 * r['cmc'][1]:.2f}%" if "cmc" in r else None,
+            f"DIR@FAR=1e-2 {100 * r['open_set']['dir_at_far'][0.01]:.2f}%" if "open_set" in r else None,
+            f"TAR@FAR=1e-3 {100 * r['verification']['tar_at_far'][0.001]:.2f}%" if "verification" in r else None,
+        ]
         typer.echo(f"{setting}: " + ", ".join(f for f in figs if f))
     typer.echo(f"wrote {out / 'metrics.json'} and {out / 'report.md'}")

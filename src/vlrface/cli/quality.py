@@ -19,7 +19,7 @@ from ..data.readers import SkipReport
 from ..errors import UserError
 from ..quality import SCORERS, build_scorer
 from ..serve.inputs import image_files, read_faces
-from . import app
+from .app import app
 
 
 @app.command()
@@ -33,8 +33,8 @@ def quality(
     device: str = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …"),
 ) -> None:
     """Quality scores (higher = better) of face images, one CSV row per readable image."""
+    from ..checkpoint import load_checkpoint
     from ..serve.app import FaceService
-    from ..train.checkpoint import load_checkpoint
 
     SCORERS.get(method)
     files = [f for f, _ in image_files(inputs)]

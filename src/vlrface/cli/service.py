@@ -17,7 +17,7 @@ from ..data.readers import SkipReport, read_image, read_image_folder
 from ..errors import UserError
 from ..serve.gallery import INDEXES, Gallery
 from ..serve.inputs import image_files
-from . import app
+from .app import app
 
 _THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unknown' (tune it on your data).")
 _DEVICE = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …")
@@ -50,8 +50,11 @@ def identify(
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     device: str = _DEVICE,
-    matcher: str = typer.Option("cosine", help="cosine (best entry, via the index) or nac (exact; --threshold then "
-                                "applies to the top-1 probability, docs/nac.md)."),
+    matcher: str = typer.Option(
+        "cosine",
+        help="cosine (best entry, via the index) or nac (exact; --threshold then "
+        "applies to the top-1 probability, docs/nac.md).",
+    ),
     nac_k: int = typer.Option(16, help="NAC: identity prototypes in the softmax."),
     nac_temperature: float = typer.Option(1.0, help="NAC: softmax temperature T."),
 ) -> None:
@@ -99,7 +102,11 @@ def _print_table(rows: list[dict], top: int) -> None:
         flags = ", ".join(f for f, on in (("unknown", r["unknown"]), ("low quality", r["low_quality"])) if on)
         q = r["quality"]
         table.add_row(
-            r["probe"], r["identity"], f"{r['score']:.3f}", "-" if q is None or math.isnan(q) else f"{q:.3f}", flags,
+            r["probe"],
+            r["identity"],
+            f"{r['score']:.3f}",
+            "-" if q is None or math.isnan(q) else f"{q:.3f}",
+            flags,
             " ".join(f"{c['identity']}({c['score']:.2f})" for c in r["candidates"]),
         )
     Console(width=160).print(table)
@@ -116,7 +123,9 @@ def serve(
     max_pixels: int = typer.Option(50_000_000, help="Largest accepted image (width × height, read from its header)."),
     top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
     threshold: float = _THRESHOLD,
-    quality_threshold: float = typer.Option(None, help="Default for /identify: flag probes whose quality (PRM) is below this."),
+    quality_threshold: float = typer.Option(
+        None, help="Default for /identify: flag probes whose quality (PRM) is below this."
+    ),
     index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
     device: str = _DEVICE,
 ) -> None:
@@ -128,16 +137,30 @@ def serve(
     INDEXES.get(index)
     if gallery is None:
         typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
-    web = create_app(ckpt, gallery, align=align, max_bytes=max_bytes, max_pixels=max_pixels, top=top, threshold=threshold,
-                     quality_threshold=quality_threshold, index=index, device=device)
+    web = create_app(
+        ckpt,
+        gallery,
+        align=align,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        top=top,
+        threshold=threshold,
+        quality_threshold=quality_threshold,
+        index=index,
+        device=device,
+    )
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 @app.command()
 def align(
-    inputs: list[Path] = typer.Argument(None, help="Images, folders (recursive) or .txt file lists.", show_default=False),
+    inputs: list[Path] = typer.Argument(
+        None, help="Images, folders (recursive) or .txt file lists.", show_default=False
+    ),
     out: Path = typer.Option(..., help="Output folder; folder inputs keep their sub-folder layout."),
-    landmarks: Path = typer.Option(None, help="Landmark file (IMAGE x1 y1 … x5 y5 per line): align these images, no detection."),
+    landmarks: Path = typer.Option(
+        None, help="Landmark file (IMAGE x1 y1 … x5 y5 per line): align these images, no detection."
+    ),
     all_faces: bool = typer.Option(False, "--all-faces", help="Write every face (name_1.png …), not only the largest."),
 ) -> None:
     """Align faces to the 112×112 arcface template: detected by YuNet, or from given 5-point landmarks."""

@@ -7,7 +7,7 @@ import json
 import typer
 from rich.console import Console
 
-from . import app
+from .app import app
 
 
 @app.command()
@@ -17,7 +17,7 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train from a YAML recipe. Resumes from OUT/last.pt when it exists; writes OUT/model.pt."""
-    from ..train.config import load_config
+    from ..config import load_config
     from ..train.trainer import Trainer
 
     cfg = load_config(config, overrides or [])

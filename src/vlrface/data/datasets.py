@@ -30,13 +30,22 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import DataConfig, UIConfig
 from ..errors import UserError
 from ..preprocess import IMAGE_SIZE
 from ..registry import Registry
-from ..train.config import DataConfig, UIConfig
 from .degrade import make_ui
-from .readers import (ATT_TRAIN_SUBJECTS, IMAGE_EXTS, ImageList, SkipReport, lfw_vlr_split, read_att, read_image,
-                      read_image_folder, to_face)
+from .readers import (
+    ATT_TRAIN_SUBJECTS,
+    IMAGE_EXTS,
+    ImageList,
+    SkipReport,
+    lfw_vlr_split,
+    read_att,
+    read_image,
+    read_image_folder,
+    to_face,
+)
 from .synth import SynthFaces
 
 CACHE_BYTES = 2 * 2**30  # decode up to this much (uint8) once and keep it in memory
@@ -107,7 +116,7 @@ def prefetch(items: Iterator, depth: int) -> Iterator:
                 if not put((item, None)):
                     return
             put((_END, None))
-        except BaseException as e:  # noqa: BLE001 — handed to the consumer, raised there
+        except BaseException as e:
             put((_END, e))
 
     threading.Thread(target=work, daemon=True, name="vlrface-prefetch").start()
@@ -131,8 +140,16 @@ def _pinned(items: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[tupl
 class TrainData:
     """Labelled training images with deterministic, resumable batches and a UI set."""
 
-    def __init__(self, source: Source, seed: int, ui: UIConfig | None = None, num_workers: int = 0,
-                 skips: SkipReport | None = None, paths: list[Path] | None = None, prefetch: int = 2) -> None:
+    def __init__(
+        self,
+        source: Source,
+        seed: int,
+        ui: UIConfig | None = None,
+        num_workers: int = 0,
+        skips: SkipReport | None = None,
+        paths: list[Path] | None = None,
+        prefetch: int = 2,
+    ) -> None:
         self.seed = int(seed)
         self.ui_cfg = ui or UIConfig()
         self.num_workers = num_workers
@@ -181,16 +198,20 @@ class TrainData:
         epochs = q // n
         return np.concatenate([self._permutation(int(e))[q[epochs == e] % n] for e in np.unique(epochs)])
 
-    def batches(self, batch_size: int, start_step: int = 0,
-                pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, batch_size: int, start_step: int = 0, pin_memory: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Endless ``(images float[B,3,112,112] in [0,1], labels long[B])`` from ``start_step``.
 
         Made ahead of use (see module docstring); ``pin_memory`` needs CUDA.
         """
         if self._cache is None and self.num_workers > 0:
             return self._lazy_batches(batch_size, start_step, pin_memory)  # the workers read ahead and pin
-        items = self._cached_batches(batch_size, start_step) if self._cache is not None else \
-            self._lazy_batches(batch_size, start_step, False)
+        items = (
+            self._cached_batches(batch_size, start_step)
+            if self._cache is not None
+            else self._lazy_batches(batch_size, start_step, False)
+        )
         return prefetch(_pinned(items) if pin_memory else items, self.prefetch)
 
     def _cached_batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -200,8 +221,9 @@ class TrainData:
             yield to_float(self._cache[rows]), torch.from_numpy(self.labels[rows])
             step += 1
 
-    def _lazy_batches(self, batch_size: int, start_step: int,
-                      pin_memory: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _lazy_batches(
+        self, batch_size: int, start_step: int, pin_memory: bool
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         def sampler() -> Iterator[list[int]]:
             step = start_step
             while True:
@@ -209,9 +231,15 @@ class TrainData:
                 step += 1
 
         workers = self.num_workers
-        loader = DataLoader(_Lazy(self._source), batch_sampler=sampler(), num_workers=workers, collate_fn=_collate,
-                            pin_memory=pin_memory, prefetch_factor=max(self.prefetch, 1) if workers else None,
-                            persistent_workers=False)
+        loader = DataLoader(
+            _Lazy(self._source),
+            batch_sampler=sampler(),
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=pin_memory,
+            prefetch_factor=max(self.prefetch, 1) if workers else None,
+            persistent_workers=False,
+        )
         try:
             for bad, images, ids in loader:
                 self._note_bad(bad)  # the batch shrinks; the order of later batches is unchanged
@@ -245,7 +273,9 @@ class TrainData:
             raise UserError(f"data.ui.folder not found: {root}")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
         if len(files) > UI_FOLDER_MAX:
-            files = [files[i] for i in np.sort(np.random.default_rng(0).choice(len(files), UI_FOLDER_MAX, replace=False))]
+            files = [
+                files[i] for i in np.sort(np.random.default_rng(0).choice(len(files), UI_FOLDER_MAX, replace=False))
+            ]
         skips = SkipReport()
         images = [to_face(im) for p in files if (im := read_image(p, skips)) is not None]
         skips.print_summary()

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..train.config import VLRConfig
+from ..config import VLRConfig
 
 INTERPOLATIONS = ("bicubic", "area", "bilinear")
 BLUR_SIGMA = (0.3, 1.0)  # random_vlr blur, in low-resolution pixels
@@ -44,8 +44,11 @@ _UP = "bicubic-up"  # the upsampling back to out_size: plain bicubic, no antiali
 
 
 def _per_sample(value: float | torch.Tensor, n: int) -> torch.Tensor:
-    return torch.as_tensor(value, dtype=torch.float32).expand(n).clone() if not (
-        isinstance(value, torch.Tensor) and value.ndim == 1) else value.float().cpu()
+    return (
+        torch.as_tensor(value, dtype=torch.float32).expand(n).clone()
+        if not (isinstance(value, torch.Tensor) and value.ndim == 1)
+        else value.float().cpu()
+    )
 
 
 def _mode_index(interpolation: str | Sequence[str], n: int) -> torch.Tensor:
@@ -99,8 +102,13 @@ def _up_table(n_out: int, cap: int, device: torch.device, dtype: torch.dtype) ->
     return table.to(device, dtype)
 
 
-def blur_matrices(sigma: torch.Tensor, sizes: torch.Tensor, n: int, device: torch.device | str = "cpu",
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def blur_matrices(
+    sigma: torch.Tensor,
+    sizes: torch.Tensor,
+    n: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """``[B, n, n]`` Gaussian blur along one axis of a ``sizes[i]``-px image, as a matrix.
 
     Kernel truncated at ``max(ceil(3σ), 1)`` px and normalised (OpenCV's
@@ -189,7 +197,7 @@ def degrade(
     if quality is not None:
         for i in torch.nonzero(quality > 0).flatten().tolist():
             s = int(sizes[i])
-            lr[i, :, :s, :s] = jpeg(lr[i: i + 1, :, :s, :s], quality[i: i + 1])[0]
+            lr[i, :, :s, :s] = jpeg(lr[i : i + 1, :, :s, :s], quality[i : i + 1])[0]
     up = _up_table(out_size, cap, dev, dt)[s_dev, :, :n]  # [B, out, n]
     return _sandwich(up, lr, up).clamp(0, 1)
 
@@ -207,19 +215,33 @@ def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator)
     chosen = torch.rand(b, generator=generator) < cfg.prob
     sizes = torch.randint(cfg.min_size, cfg.max_size + 1, (b,), generator=generator)
     interp = torch.randint(len(cfg.interpolations), (b,), generator=generator)
-    blur = torch.where(torch.rand(b, generator=generator) < cfg.blur_prob,
-                       torch.empty(b).uniform_(*BLUR_SIGMA, generator=generator), torch.zeros(b))
+    blur = torch.where(
+        torch.rand(b, generator=generator) < cfg.blur_prob,
+        torch.empty(b).uniform_(*BLUR_SIGMA, generator=generator),
+        torch.zeros(b),
+    )
     noise = torch.rand(b, generator=generator) * cfg.noise_std
-    quality = torch.where(torch.rand(b, generator=generator) < cfg.jpeg_prob,
-                          torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (b,), generator=generator), torch.zeros(b, dtype=torch.long))
+    quality = torch.where(
+        torch.rand(b, generator=generator) < cfg.jpeg_prob,
+        torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (b,), generator=generator),
+        torch.zeros(b, dtype=torch.long),
+    )
     seed = int(torch.randint(2**62, (1,), generator=generator))
     idx = torch.nonzero(chosen).flatten()
     if idx.numel() == 0:
         return images
     names = [cfg.interpolations[k] for k in interp[idx].tolist()]
     dev_idx = idx.to(images.device, non_blocking=True)
-    low = degrade(images.index_select(0, dev_idx), sizes[idx], names, blur[idx], noise[idx],
-                  quality[idx] if cfg.jpeg_prob > 0 else None, torch.Generator().manual_seed(seed), images.shape[-1])
+    low = degrade(
+        images.index_select(0, dev_idx),
+        sizes[idx],
+        names,
+        blur[idx],
+        noise[idx],
+        quality[idx] if cfg.jpeg_prob > 0 else None,
+        torch.Generator().manual_seed(seed),
+        images.shape[-1],
+    )
     return images.index_copy(0, dev_idx, low)
 
 
@@ -241,8 +263,9 @@ def _texture(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
     return F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def make_ui(images: torch.Tensor, generator: torch.Generator, max_px: int = 6,
-            nonface_fraction: float = 0.25) -> torch.Tensor:
+def make_ui(
+    images: torch.Tensor, generator: torch.Generator, max_px: int = 6, nonface_fraction: float = 0.25
+) -> torch.Tensor:
     """Unrecognisable images, one per input: extreme degradation plus non-face crops.
 
     A ``1 − nonface_fraction`` share are faces shrunk to 2…``max_px`` px with
@@ -257,6 +280,6 @@ def make_ui(images: torch.Tensor, generator: torch.Generator, max_px: int = 6,
     noise = torch.empty(n_face).uniform_(0.05, 0.15, generator=generator)
     faces = degrade(images[:n_face], sizes, "area", sigma, noise, generator=generator, out_size=h)
     n_tiles = n_non // 2 + n_non % 2
-    tiles = _shuffled_patches(images[n_face: n_face + n_tiles], generator)
+    tiles = _shuffled_patches(images[n_face : n_face + n_tiles], generator)
     tex = _texture(n_non - n_tiles, h, generator).to(images.device, images.dtype)
     return torch.cat([faces, tiles, tex])

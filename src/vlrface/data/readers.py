@@ -85,7 +85,7 @@ class ImageList:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def select(self, keep_names: Iterable[str]) -> "ImageList":
+    def select(self, keep_names: Iterable[str]) -> ImageList:
         """The images of the given classes, relabelled 0…k−1 in the order given."""
         order = {n: i for i, n in enumerate(keep_names)}
         pairs = [(p, order[self.names[y]]) for p, y in zip(self.paths, self.labels) if self.names[y] in order]
@@ -110,7 +110,11 @@ def read_image_folder(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS) -> I
             labels += [len(names)] * len(files)
             names.append(d.name)
     if not names:
-        what = "sub-folders" if not any(p.is_dir() for p in root.iterdir()) else f"images ({', '.join(exts)}) in its sub-folders"
+        what = (
+            "sub-folders"
+            if not any(p.is_dir() for p in root.iterdir())
+            else f"images ({', '.join(exts)}) in its sub-folders"
+        )
         raise UserError(f"{root}: expected the layout ID/image.jpg, but it has no {what}")
     return ImageList(paths, labels, names)
 
@@ -154,7 +158,9 @@ class CropBox:
     def __call__(self, img: np.ndarray) -> np.ndarray:
         h, w = img.shape[:2]
         kx, ky = IMAGE_SIZE * self.ref[0] / (self.side * w), IMAGE_SIZE * self.ref[1] / (self.side * h)
-        m = np.array([[kx, 0, -IMAGE_SIZE * self.x0 / self.side], [0, ky, -IMAGE_SIZE * self.y0 / self.side]], np.float32)
+        m = np.array(
+            [[kx, 0, -IMAGE_SIZE * self.x0 / self.side], [0, ky, -IMAGE_SIZE * self.y0 / self.side]], np.float32
+        )
         return cv2.warpAffine(img, m, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

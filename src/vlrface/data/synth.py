@@ -43,7 +43,9 @@ _F = {name: i for i, name in enumerate(FEATURES)}
 
 # Small shared palettes (RGB): colour alone cannot tell identities apart.
 SKIN = np.array([[236, 200, 170], [224, 178, 140], [198, 148, 110], [160, 110, 80], [110, 75, 55]], np.float32)
-HAIR = np.array([[30, 25, 20], [85, 55, 35], [150, 110, 60], [210, 180, 120], [120, 120, 120], [140, 50, 30]], np.float32)
+HAIR = np.array(
+    [[30, 25, 20], [85, 55, 35], [150, 110, 60], [210, 180, 120], [120, 120, 120], [140, 50, 30]], np.float32
+)
 IRIS = np.array([[70, 45, 25], [60, 110, 170], [80, 120, 70], [110, 110, 115]], np.float32)
 HAIR_STYLES = 6  # bald, short, long, fringe, side parting, bun-top
 
@@ -69,8 +71,18 @@ def _pt(x: float, y: float) -> tuple[int, int]:
     return _fx(x), _fx(y)
 
 
-def _ellipse(img: np.ndarray, cx: float, cy: float, ax: float, ay: float, colour, angle: float = 0.0,
-             thickness: int = -1, start: float = 0, end: float = 360) -> None:
+def _ellipse(
+    img: np.ndarray,
+    cx: float,
+    cy: float,
+    ax: float,
+    ay: float,
+    colour,
+    angle: float = 0.0,
+    thickness: int = -1,
+    start: float = 0,
+    end: float = 360,
+) -> None:
     cv2.ellipse(img, _pt(cx, cy), (max(_fx(ax), 1), max(_fx(ay), 1)), angle, start, end, colour, thickness, _AA, SHIFT)
 
 
@@ -181,7 +193,11 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     eh = ew * _lerp(f("eye_open"), 0.38, 0.62) * blink
     iris = _palette(IRIS, f("iris_colour"))
     bt = max(int(round(_lerp(f("brow_thickness"), 1.2, 4.2))), 1)
-    bh, bs, bl = _lerp(f("brow_height"), 7, 12) + brow_raise, _lerp(f("brow_slant"), -12, 12), _lerp(f("brow_length"), 0.8, 1.3)
+    bh, bs, bl = (
+        _lerp(f("brow_height"), 7, 12) + brow_raise,
+        _lerp(f("brow_slant"), -12, 12),
+        _lerp(f("brow_length"), 0.8, 1.3),
+    )
     for side in (-1, 1):
         x0 = ex + side * half
         _ellipse(img, x0, ey, ew, eh, (245, 245, 240))
@@ -223,7 +239,12 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                 _ellipse(img, ex + side * half, ey, r, r * 0.8, frame, thickness=1)
             else:
                 x0 = ex + side * half
-                _poly(img, [[x0 - r, ey - r * 0.7], [x0 + r, ey - r * 0.7], [x0 + r, ey + r * 0.7], [x0 - r, ey + r * 0.7]], frame, 1)
+                _poly(
+                    img,
+                    [[x0 - r, ey - r * 0.7], [x0 + r, ey - r * 0.7], [x0 + r, ey + r * 0.7], [x0 - r, ey + r * 0.7]],
+                    frame,
+                    1,
+                )
         _poly(img, [[ex - half + r, ey - 1], [ex + half - r, ey - 1]], frame, 1, False)
     if f("mole") < 0.3:
         _ellipse(img, cx + _lerp(f("mole_x"), -22, 22), _lerp(f("mole_y"), 62, 88), 1.3, 1.3, (60, 40, 30))
@@ -249,16 +270,40 @@ def _hair(img: np.ndarray, style: int, hair: np.ndarray, cx: float, fw: float, h
     c = _colour(hair)
     if style == 0:  # bald
         return
-    cap = [[cx - fw - 2, 48], [cx - fw + 2, hairline], [cx, hairline - 6], [cx + fw - 2, hairline], [cx + fw + 2, 48],
-           [cx + fw + 4, 0], [cx - fw - 4, 0]]
+    cap = [
+        [cx - fw - 2, 48],
+        [cx - fw + 2, hairline],
+        [cx, hairline - 6],
+        [cx + fw - 2, hairline],
+        [cx + fw + 2, 48],
+        [cx + fw + 4, 0],
+        [cx - fw - 4, 0],
+    ]
     _poly(img, cap, c)
     if style == 3:  # fringe
-        _poly(img, [[cx - fw + 4, hairline], [cx + fw - 4, hairline], [cx + fw - 10, hairline + 12], [cx - fw + 10, hairline + 12]], c)
+        _poly(
+            img,
+            [
+                [cx - fw + 4, hairline],
+                [cx + fw - 4, hairline],
+                [cx + fw - 10, hairline + 12],
+                [cx - fw + 10, hairline + 12],
+            ],
+            c,
+        )
     elif style == 4:  # side parting
         _poly(img, [[cx - fw + 2, hairline], [cx + 6, hairline - 4], [cx - fw + 6, hairline + 18]], c)
     elif style == 5:  # high bun
         _ellipse(img, cx, 2, 14, 9, _colour(hair * 0.85))
     elif style == 2:  # long: strands framing the cheeks
         for side in (-1, 1):
-            _poly(img, [[cx + side * (fw + 2), 30], [cx + side * (fw - 5), 40], [cx + side * (fw - 3), 100],
-                        [cx + side * (fw + 8), 100]], c)
+            _poly(
+                img,
+                [
+                    [cx + side * (fw + 2), 30],
+                    [cx + side * (fw - 5), 40],
+                    [cx + side * (fw - 3), 100],
+                    [cx + side * (fw + 8), 100],
+                ],
+                c,
+            )

@@ -56,7 +56,9 @@ class Embedded:
 EmbedFn = Callable[[ImageSet], Embedded]
 
 
-def load_faces(paths: Sequence[Path], crop: str, size: int | None, skips: SkipReport | None = None) -> tuple[torch.Tensor, np.ndarray]:
+def load_faces(
+    paths: Sequence[Path], crop: str, size: int | None, skips: SkipReport | None = None
+) -> tuple[torch.Tensor, np.ndarray]:
     """``(faces float[B,3,112,112] in [0,1], readable mask [B])``, degraded to ``size`` px when given."""
     ok = np.ones(len(paths), bool)
     faces = []
@@ -126,8 +128,12 @@ class EmbeddingCache:
         keys = list(rows)
         fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.root)
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, keys=np.array(keys), emb=np.stack([rows[k][0] for k in keys]),
-                     quality=np.array([rows[k][1] for k in keys], np.float32))
+            np.savez(
+                fh,
+                keys=np.array(keys),
+                emb=np.stack([rows[k][0] for k in keys]),
+                quality=np.array([rows[k][1] for k in keys], np.float32),
+            )
         os.replace(tmp, self._file(namespace))
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import UserError
 from ..registry import Registry
 
-MATCHERS: Registry["Matcher"] = Registry("matcher")
+MATCHERS: Registry[Matcher] = Registry("matcher")
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ class Matcher(ABC):
     name: ClassVar[str]
     identities: list[Hashable]
 
-    def fit(self, gallery_emb: np.ndarray, gallery_ids: Sequence[Hashable]) -> "Matcher":
+    def fit(self, gallery_emb: np.ndarray, gallery_ids: Sequence[Hashable]) -> Matcher:
         """Group the gallery images by identity; every identity keeps ≥ 1 image."""
         ids = list(gallery_ids)
         emb = _normalise(gallery_emb)
@@ -91,7 +91,7 @@ class NACMatcher(Matcher):
             raise UserError(f"NAC needs a temperature > 0 (got {temperature})")
         self.k, self.temperature = int(k), float(temperature)
 
-    def fit(self, gallery_emb: np.ndarray, gallery_ids: Sequence[Hashable]) -> "NACMatcher":
+    def fit(self, gallery_emb: np.ndarray, gallery_ids: Sequence[Hashable]) -> NACMatcher:
         super().fit(gallery_emb, gallery_ids)
         sums = np.add.reduceat(self._gallery, self._starts, axis=0)
         self.prototypes = _normalise(sums)
@@ -100,7 +100,7 @@ class NACMatcher(Matcher):
     def scores(self, probe_emb: np.ndarray) -> np.ndarray:
         c = _normalise(probe_emb).astype(np.float64) @ self.prototypes.T.astype(np.float64)
         n = c.shape[1]
-        top = np.partition(c, n - min(self.k, n), axis=1)[:, n - min(self.k, n):]
+        top = np.partition(c, n - min(self.k, n), axis=1)[:, n - min(self.k, n) :]
         best = top.max(1, keepdims=True)  # subtracted for numerical safety; cancels in the ratio
         z = np.exp((top - best) / self.temperature).sum(1, keepdims=True)
         return np.exp((c - best) / self.temperature) / z

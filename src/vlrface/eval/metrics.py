@@ -71,8 +71,10 @@ class ProbeStats:
         return self.rank > 0
 
     @staticmethod
-    def concat(parts: list["ProbeStats"]) -> "ProbeStats":
-        return ProbeStats(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rank", "mate_score", "top_score", "ap")))
+    def concat(parts: list[ProbeStats]) -> ProbeStats:
+        return ProbeStats(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("rank", "mate_score", "top_score", "ap"))
+        )
 
 
 def _mates_index(p: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -113,7 +115,9 @@ def _stats_block(s: np.ndarray, mates: np.ndarray) -> ProbeStats:
     else:
         rank, mate_score = np.zeros(c, np.int64), np.full(c, -np.inf)
     top = s.max(1) if s.shape[1] else np.full(c, -np.inf)
-    return ProbeStats(rank.astype(np.int64), mate_score.astype(np.float64), top.astype(np.float64), np.where(mated, ap, np.nan))
+    return ProbeStats(
+        rank.astype(np.int64), mate_score.astype(np.float64), top.astype(np.float64), np.where(mated, ap, np.nan)
+    )
 
 
 def probe_stats(scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> ProbeStats:
@@ -169,8 +173,10 @@ def scored_probe_stats(
     if len(pe) != len(p):
         raise ValueError("probe embeddings and ids differ in length")
     mates = _mates_index(p, g)
-    parts = [_stats_block(np.asarray(score_fn(pe[i : i + chunk]), np.float64), mates[i : i + chunk])
-             for i in range(0, len(p), chunk)]
+    parts = [
+        _stats_block(np.asarray(score_fn(pe[i : i + chunk]), np.float64), mates[i : i + chunk])
+        for i in range(0, len(p), chunk)
+    ]
     return ProbeStats.concat(parts) if parts else _stats_block(np.zeros((0, len(g))), mates)
 
 
@@ -185,7 +191,9 @@ def map_from_stats(stats: ProbeStats) -> float:
 
 
 # ------------------------------------------------------------ identification
-def cmc(scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable], ranks: Sequence[int] = RANKS) -> dict[int, float]:
+def cmc(
+    scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable], ranks: Sequence[int] = RANKS
+) -> dict[int, float]:
     """Fraction of mated probes whose best mate ranks within ``k`` (ties pessimistic).
 
     Reference: Moon & Phillips 2001, cumulative match characteristic; brute force in tests.

@@ -31,7 +31,7 @@ from . import metrics as M
 from .embed import Embedded, EmbedFn, ImageSet
 from .matchers import Matcher
 
-PROTOCOLS: Registry["Protocol"] = Registry("protocol")
+PROTOCOLS: Registry[Protocol] = Registry("protocol")
 CMC_RANKS = tuple(range(1, 21))
 ROC_FARS = tuple(float(f) for f in np.logspace(-4, 0, 33))
 MAX_PAIRS = 5_000_000  # all-pairs verification is reported when probes × gallery ≤ this
@@ -66,8 +66,14 @@ def verify(scores: np.ndarray, is_genuine: np.ndarray, pair_quality: np.ndarray 
     return out
 
 
-def identify(gallery: Embedded, gallery_ids: Sequence[Hashable], probes: Embedded, probe_ids: Sequence[Hashable],
-             max_pairs: int = MAX_PAIRS, matcher: Matcher | None = None) -> dict:
+def identify(
+    gallery: Embedded,
+    gallery_ids: Sequence[Hashable],
+    probes: Embedded,
+    probe_ids: Sequence[Hashable],
+    max_pairs: int = MAX_PAIRS,
+    matcher: Matcher | None = None,
+) -> dict:
     """Closed-set CMC + mAP, open-set TPIR20@FPIR and DIR@FAR when some probes are unmated, and
     all probe×gallery pairs as verification (+ ERC with quality) when there are ≤ ``max_pairs``.
 
@@ -81,10 +87,18 @@ def identify(gallery: Embedded, gallery_ids: Sequence[Hashable], probes: Embedde
         fitted = matcher.fit(gallery.emb, gallery_ids)
         stats = M.scored_probe_stats(fitted.scores, probes.emb, probe_ids, fitted.identities)
         out |= {"matcher": fitted.name, "n_gallery_identities": len(fitted.identities)}
-    out |= {"n_mated": int(stats.mated.sum()), "cmc": M.cmc_from_stats(stats, CMC_RANKS), "map": M.map_from_stats(stats)}
+    out |= {
+        "n_mated": int(stats.mated.sum()),
+        "cmc": M.cmc_from_stats(stats, CMC_RANKS),
+        "map": M.map_from_stats(stats),
+    }
     if not stats.mated.all():
-        out["open_set"] = {"rank": 20, "n_unmated": int((~stats.mated).sum()), "tpir_at_fpir": M.tpir_from_stats(stats, M.FPIRS, 20),
-                           "dir_at_far": M.dir_from_stats(stats, M.DIR_FARS)}
+        out["open_set"] = {
+            "rank": 20,
+            "n_unmated": int((~stats.mated).sum()),
+            "tpir_at_fpir": M.tpir_from_stats(stats, M.FPIRS, 20),
+            "dir_at_far": M.dir_from_stats(stats, M.DIR_FARS),
+        }
     if len(probe_ids) * len(gallery_ids) <= max_pairs:
         genuine = M.same_identity(probe_ids, gallery_ids)
         q = None
@@ -147,11 +161,12 @@ class Protocol(ABC):
         self.root: Path | None = None
 
     @abstractmethod
-    def load(self, root: str | Path) -> "Protocol": ...
+    def load(self, root: str | Path) -> Protocol: ...
 
     @abstractmethod
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
-            matcher: Matcher | None = None) -> dict[str, dict]: ...
+    def run(
+        self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None, matcher: Matcher | None = None
+    ) -> dict[str, dict]: ...
 
     def _root(self, root: str | Path) -> Path:
         root = Path(root)
@@ -178,8 +193,9 @@ class GalleryProbeProtocol(Protocol):
             return name
         return setting_name(size) if name == "test" else f"{name}@{setting_name(size)}"
 
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
-            matcher: Matcher | None = None) -> dict[str, dict]:
+    def run(
+        self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None, matcher: Matcher | None = None
+    ) -> dict[str, dict]:
         gallery = embed_fn(ImageSet(tuple(self.gallery), self.crop))
         sizes = tuple(probe_sizes) if probe_sizes else self.default_sizes
         out = {}
@@ -204,7 +220,7 @@ class OpenSetSplit(GalleryProbeProtocol):
     the choice depends on the names alone, so every model sees the same split.
     """
 
-    def load(self, root: str | Path) -> "OpenSetSplit":
+    def load(self, root: str | Path) -> OpenSetSplit:
         super().load(root)
         out = held_out_people(self.gallery_ids)
         keep = [i for i, who in enumerate(self.gallery_ids) if who not in out]
@@ -216,13 +232,15 @@ class OpenSetSplit(GalleryProbeProtocol):
 @PROTOCOLS.register("att-vlr")
 class AttVLR(GalleryProbeProtocol):
     name = "att-vlr"
-    description = ("ORL/AT&T subjects 21–40 (test only): gallery image 1 at full resolution, "
-                   "probes images 2–10 as read (hr) and degraded to 16/12/8 px")
+    description = (
+        "ORL/AT&T subjects 21–40 (test only): gallery image 1 at full resolution, "
+        "probes images 2–10 as read (hr) and degraded to 16/12/8 px"
+    )
     crop = "att"
     default_sizes = VLR_SIZES
     subjects = range(21, 41)
 
-    def load(self, root: str | Path) -> "AttVLR":
+    def load(self, root: str | Path) -> AttVLR:
         images = read_att(self._root(root), self.subjects)
         self.gallery, self.gallery_ids, self.probes, self.probe_ids = [], [], [], []
         for path, y in zip(images.paths, images.labels):
@@ -242,13 +260,15 @@ class AttVLR(GalleryProbeProtocol):
 @PROTOCOLS.register("lfw-vlr")
 class LfwVLR(GalleryProbeProtocol):
     name = "lfw-vlr"
-    description = ("LFW lfw-vlr test people (≥5 images, every 4th by name): first image at full resolution as gallery, "
-                   "next ≤10 images as probes, as read (hr) and degraded to 16/12/8 px")
+    description = (
+        "LFW lfw-vlr test people (≥5 images, every 4th by name): first image at full resolution as gallery, "
+        "next ≤10 images as probes, as read (hr) and degraded to 16/12/8 px"
+    )
     crop = "lfw"
     default_sizes = VLR_SIZES
     max_probes = 10
 
-    def load(self, root: str | Path) -> "LfwVLR":
+    def load(self, root: str | Path) -> LfwVLR:
         root = self._root(root)
         _, test = lfw_vlr_split(root)
         people = read_image_folder(root).select(test)
@@ -267,24 +287,30 @@ class LfwVLR(GalleryProbeProtocol):
 @PROTOCOLS.register("att-vlr-open")
 class AttVLROpen(OpenSetSplit, AttVLR):
     name = "att-vlr-open"
-    description = (f"att-vlr with {OPEN_SET_FRACTION:.0%} of the test subjects (seeded choice) out of the gallery: "
-                   "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px")
+    description = (
+        f"att-vlr with {OPEN_SET_FRACTION:.0%} of the test subjects (seeded choice) out of the gallery: "
+        "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px"
+    )
 
 
 @PROTOCOLS.register("lfw-vlr-open")
 class LfwVLROpen(OpenSetSplit, LfwVLR):
     name = "lfw-vlr-open"
-    description = (f"lfw-vlr with {OPEN_SET_FRACTION:.0%} of the test people (seeded choice) out of the gallery: "
-                   "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px")
+    description = (
+        f"lfw-vlr with {OPEN_SET_FRACTION:.0%} of the test people (seeded choice) out of the gallery: "
+        "their probes are non-mated; DIR@FAR and TPIR@FPIR at hr/16/12/8 px"
+    )
 
 
 @PROTOCOLS.register("tinyface")
 class TinyFace(GalleryProbeProtocol):
     name = "tinyface"
-    description = ("TinyFace Testing_Set: Probe against Gallery_Match + Gallery_Distractor (native low resolution); "
-                   "rank-1/5/10/20 and mAP")
+    description = (
+        "TinyFace Testing_Set: Probe against Gallery_Match + Gallery_Distractor (native low resolution); "
+        "rank-1/5/10/20 and mAP"
+    )
 
-    def load(self, root: str | Path) -> "TinyFace":
+    def load(self, root: str | Path) -> TinyFace:
         base = _subdir_or_self(self._root(root), "Testing_Set")
         folders = {k: _dir(base, k, "TinyFace") for k in ("Probe", "Gallery_Match", "Gallery_Distractor")}
         self.probes = _nonempty(_images(folders["Probe"]), folders["Probe"], "probe")
@@ -299,13 +325,15 @@ class TinyFace(GalleryProbeProtocol):
 @PROTOCOLS.register("scface")
 class SCface(GalleryProbeProtocol):
     name = "scface"
-    description = ("SCface IDs 51–130: frontal mugshot gallery against visible-camera (cam1–5) probes "
-                   "at distances d1 (4.2 m), d2 (2.6 m), d3 (1.0 m); rank-1 per distance")
+    description = (
+        "SCface IDs 51–130: frontal mugshot gallery against visible-camera (cam1–5) probes "
+        "at distances d1 (4.2 m), d2 (2.6 m), d3 (1.0 m); rank-1 per distance"
+    )
     test_ids = range(51, 131)
     cameras = range(1, 6)
     mugshots = "mugshot_frontal_cropped_all"
 
-    def load(self, root: str | Path) -> "SCface":
+    def load(self, root: str | Path) -> SCface:
         root = self._root(root)
         folder = _dir(root, self.mugshots, "SCface mugshot")
         pattern = re.compile(r"(\d{3})_frontal", re.I)
@@ -318,8 +346,13 @@ class SCface(GalleryProbeProtocol):
         probe = re.compile(r"(\d{3})_cam(\d+)_(\d+)", re.I)
         for d in (1, 2, 3):
             folder = _dir(root, f"surveillance_cameras_distance_{d}", "SCface probe")
-            found = [(p, int(m.group(1))) for p in _images(folder, recursive=True)
-                     if (m := probe.fullmatch(p.stem)) and int(m.group(2)) in self.cameras and int(m.group(1)) in self.test_ids]
+            found = [
+                (p, int(m.group(1)))
+                for p in _images(folder, recursive=True)
+                if (m := probe.fullmatch(p.stem))
+                and int(m.group(2)) in self.cameras
+                and int(m.group(1)) in self.test_ids
+            ]
             if not found:
                 raise UserError(f"{folder}: no probes NNN_camK_{d}.jpg (K in 1–5) for test IDs 051–130")
             self.distances[f"d{d}"] = ([p for p, _ in found], [i for _, i in found])
@@ -332,12 +365,16 @@ class SCface(GalleryProbeProtocol):
 @PROTOCOLS.register("survface-openset")
 class SurvFaceOpenSet(GalleryProbeProtocol):
     name = "survface-openset"
-    description = ("QMUL-SurvFace Face_Identification_Test_Set: gallery against mated_probe + unmated_probe; "
-                   "TPIR20@FPIR 0.3/0.2/0.1")
+    description = (
+        "QMUL-SurvFace Face_Identification_Test_Set: gallery against mated_probe + unmated_probe; "
+        "TPIR20@FPIR 0.3/0.2/0.1"
+    )
 
-    def load(self, root: str | Path) -> "SurvFaceOpenSet":
+    def load(self, root: str | Path) -> SurvFaceOpenSet:
         base = _subdir_or_self(self._root(root), "Face_Identification_Test_Set")
-        folders = {k: _dir(base, k, "QMUL-SurvFace identification") for k in ("gallery", "mated_probe", "unmated_probe")}
+        folders = {
+            k: _dir(base, k, "QMUL-SurvFace identification") for k in ("gallery", "mated_probe", "unmated_probe")
+        }
         self.gallery = _nonempty(_images(folders["gallery"]), folders["gallery"], "gallery")
         mated = _nonempty(_images(folders["mated_probe"]), folders["mated_probe"], "mated probe")
         unmated = _images(folders["unmated_probe"])
@@ -352,7 +389,7 @@ class Folders(GalleryProbeProtocol):
     name = "folders"
     description = "generic gallery/ID/*.jpg against probe/ID/*.jpg; probes whose ID has no gallery folder are unmated"
 
-    def load(self, root: str | Path) -> "Folders":
+    def load(self, root: str | Path) -> Folders:
         root = self._root(root)
         gallery = read_image_folder(_dir(root, "gallery", "gallery"))
         probes = read_image_folder(_dir(root, "probe", "probe"))
@@ -372,10 +409,13 @@ class PairProtocol(Protocol):
     pairs_b: list[Path]
     genuine: np.ndarray
 
-    def run(self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None,
-            matcher: Matcher | None = None) -> dict[str, dict]:
+    def run(
+        self, embed_fn: EmbedFn, probe_sizes: Sequence[int | None] | None = None, matcher: Matcher | None = None
+    ) -> dict[str, dict]:
         if matcher is not None:
-            raise UserError(f"{self.name} scores pairs, it has no gallery: --matcher applies to identification protocols")
+            raise UserError(
+                f"{self.name} scores pairs, it has no gallery: --matcher applies to identification protocols"
+            )
         a = embed_fn(ImageSet(tuple(self.pairs_a), self.crop))
         out = {}
         for size in tuple(probe_sizes) if probe_sizes else (None,):
@@ -394,7 +434,7 @@ class LfwPairs(PairProtocol):
     description = "LFW-style pairs.txt (name i j = genuine, name1 i name2 j = impostor) over Name/Name_NNNN.jpg"
     crop = "lfw"
 
-    def load(self, root: str | Path) -> "LfwPairs":
+    def load(self, root: str | Path) -> LfwPairs:
         root = self._root(root)
         lines = [ln.split() for ln in _file(root, "pairs.txt", "pair list").read_text().splitlines() if ln.strip()]
         if lines and len(lines[0]) <= 2 and all(t.isdigit() for t in lines[0]):
@@ -425,7 +465,9 @@ def read_pair_names(path: Path) -> list[tuple[str, str]]:
         try:
             from scipy.io import loadmat
         except ImportError:
-            raise UserError(f"{path}: reading .mat needs scipy (pip install scipy) or export the pairs to CSV") from None
+            raise UserError(
+                f"{path}: reading .mat needs scipy (pip install scipy) or export the pairs to CSV"
+            ) from None
         cells = next(v for k, v in loadmat(str(path)).items() if not k.startswith("__"))
         return [tuple(str(np.ravel(c)[0]) for c in row[:2]) for row in np.asarray(cells, dtype=object)]
     rows = [re.split(r"[,\s]+", ln.strip()) for ln in path.read_text().splitlines() if ln.strip()]
@@ -435,10 +477,12 @@ def read_pair_names(path: Path) -> list[tuple[str, str]]:
 @PROTOCOLS.register("survface-verification")
 class SurvFaceVerification(PairProtocol):
     name = "survface-verification"
-    description = ("QMUL-SurvFace Face_Verification_Test_Set: positive/negative pair lists over verification_images; "
-                   "TAR@FAR 0.3/0.1/0.01/0.001 and AUC")
+    description = (
+        "QMUL-SurvFace Face_Verification_Test_Set: positive/negative pair lists over verification_images; "
+        "TAR@FAR 0.3/0.1/0.01/0.001 and AUC"
+    )
 
-    def load(self, root: str | Path) -> "SurvFaceVerification":
+    def load(self, root: str | Path) -> SurvFaceVerification:
         base = _subdir_or_self(self._root(root), "Face_Verification_Test_Set")
         images = _dir(base, "verification_images", "QMUL-SurvFace")
         lists = {}

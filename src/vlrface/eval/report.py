@@ -14,7 +14,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -62,6 +62,7 @@ def plot_erc(curves: dict[str, tuple[Sequence[float], Sequence[float]]], path: s
 
 def write_markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub Markdown table; floats with 4 significant digits, None as '–'."""
+
     def cell(v: object) -> str:
         return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -116,11 +117,18 @@ def write_eval_report(metrics: dict, out: str | Path) -> list[Path]:
     cmc = {f"{m} {s}": r["cmc"] for m, s, r in rows if "cmc" in r}
     if cmc:
         written.append(plot_cmc(cmc, out / "cmc.png", f"CMC — {metrics['protocol']}"))
-    roc = {f"{m} {s}": (r["verification"]["roc"]["far"], r["verification"]["roc"]["tar"]) for m, s, r in rows if "verification" in r}
+    roc = {
+        f"{m} {s}": (r["verification"]["roc"]["far"], r["verification"]["roc"]["tar"])
+        for m, s, r in rows
+        if "verification" in r
+    }
     if roc:
         written.append(plot_roc(roc, out / "roc.png", f"ROC — {metrics['protocol']}"))
-    erc = {f"{m} {s}": (r["verification"]["erc"]["reject_ratios"], r["verification"]["erc"]["fnmr"])
-           for m, s, r in rows if _get(r, "verification", "erc")}
+    erc = {
+        f"{m} {s}": (r["verification"]["erc"]["reject_ratios"], r["verification"]["erc"]["fnmr"])
+        for m, s, r in rows
+        if _get(r, "verification", "erc")
+    }
     if erc:
         written.append(plot_erc(erc, out / "erc.png", f"ERC (PRM quality) — {metrics['protocol']}"))
     md = [

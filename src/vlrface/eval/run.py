@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_model
 from ..data.readers import SkipReport
 from ..errors import UserError
-from ..train.checkpoint import load_model
 from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
 from .matchers import MATCHERS
 from .protocols import PROTOCOLS
@@ -57,8 +57,19 @@ def evaluate(
     model, pre, _ = load_model(ckpt, device)
     skips = SkipReport()
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    embedders = {"model": ModelEmbedder(model, pre, flip=flip, batch_size=batch_size, device=device, cache=cache,
-                                        model_key=file_key(Path(ckpt)), progress=progress, skips=skips)}
+    embedders = {
+        "model": ModelEmbedder(
+            model,
+            pre,
+            flip=flip,
+            batch_size=batch_size,
+            device=device,
+            cache=cache,
+            model_key=file_key(Path(ckpt)),
+            progress=progress,
+            skips=skips,
+        )
+    }
     if baseline:
         embedders["raw-pixel"] = RawPixelEmbedder(progress=progress, skips=SkipReport())  # same files: count once
     with torch.inference_mode():
@@ -83,8 +94,12 @@ def evaluate(
     return metrics
 
 
-def training_evaluator(protocols: Sequence[str], data: dict[str, str], probe_sizes: Sequence[int | None],
-                       device: str | torch.device = "cpu"):
+def training_evaluator(
+    protocols: Sequence[str],
+    data: dict[str, str],
+    probe_sizes: Sequence[int | None],
+    device: str | torch.device = "cpu",
+):
     """``(model, preprocessing) → {protocol: {setting: {rank1, rank5, map}}}`` for ``train.eval_every``.
 
     The protocols' layouts are validated once, when training starts, so a
@@ -92,7 +107,9 @@ def training_evaluator(protocols: Sequence[str], data: dict[str, str], probe_siz
     """
     missing = [p for p in protocols if p not in data]
     if missing:
-        raise UserError(f"eval.data has no folder for protocol(s) {', '.join(missing)} (e.g. eval.data.{missing[0]}=DIR)")
+        raise UserError(
+            f"eval.data has no folder for protocol(s) {', '.join(missing)} (e.g. eval.data.{missing[0]}=DIR)"
+        )
     loaded = {name: PROTOCOLS.build(name).load(data[name]) for name in protocols}
 
     def run(model: torch.nn.Module, preprocessing) -> dict:

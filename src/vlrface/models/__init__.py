@@ -4,13 +4,9 @@
 ``HEADS.build("arcface", embedding_size=512, num_classes=1000)``.
 """
 
-from ..registry import Registry
-
-BACKBONES: Registry = Registry("backbone")
-HEADS: Registry = Registry("head")
-
 # Importing the modules registers their entries.
-from . import backbones, heads  # noqa: E402,F401
-from .face_model import FaceModel, FaceOutput, build_model  # noqa: E402
+from . import backbones, heads  # noqa: F401
+from .face_model import FaceModel, FaceOutput, build_model
+from .registries import BACKBONES, HEADS
 
 __all__ = ["BACKBONES", "HEADS", "FaceModel", "FaceOutput", "build_model"]

@@ -16,12 +16,12 @@
 The depth is read from the keys, so ``arch`` is optional; a layout that fits
 neither format is a :class:`UserError` naming what is missing.
 
-Command line: ``python -m vlrface.models.convert {insightface|adaface} IN OUT.pt``.
+Command line: ``vlrface convert {insightface|adaface} IN OUT.pt`` (writes the
+checkpoint with :func:`vlrface.checkpoint.save_model`).
 """
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import re
 import types
@@ -32,11 +32,9 @@ import torch
 
 from ..errors import UserError
 from ..preprocess import Preprocessing
-from ..train.checkpoint import atomic_save, make_checkpoint
-from ..train.config import config_from_dict
-from . import BACKBONES
 from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS
 from .face_model import FaceModel
+from .registries import BACKBONES
 
 # AdaFace Sequential indices → our module names.
 _ADAFACE_STEM = {"0": "conv1", "1": "bn1", "2": "prelu"}
@@ -90,7 +88,7 @@ def _read(path: str | Path) -> dict[str, Any]:
 
 
 def _strip(sd: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in sd.items()}
 
 
 def _arch_for(blocks: tuple[int, ...], table: dict[str, tuple[int, int, int, int]], what: str) -> str:
@@ -167,7 +165,7 @@ def import_adaface(path: str | Path, arch: str | None = None) -> tuple[FaceModel
     if not isinstance(sd, dict):
         raise UserError(f"{path}: 'state_dict' is not a mapping")
     if any(k.startswith("model.") for k in sd):  # Lightning: drop head.* and other modules
-        sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        sd = {k[len("model.") :]: v for k, v in sd.items() if k.startswith("model.")}
     blocks = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
     if "input_layer.0.weight" not in sd or not blocks:
         raise UserError(f"{path}: not an AdaFace IR checkpoint (needs input_layer.* and body.N.* keys)")
@@ -183,35 +181,4 @@ def import_adaface(path: str | Path, arch: str | None = None) -> tuple[FaceModel
     return _as_face_model(_load_strict(arch, mapped, str(path)))
 
 
-def save_imported(
-    model: FaceModel, preprocessing: Preprocessing, out_path: str | Path, backbone: str | None = None
-) -> Path:
-    """Write a vlrface checkpoint that ``load_model`` / ``vlrface eval --ckpt`` can use."""
-    name = backbone or getattr(model.backbone, "arch", None)
-    if name not in BACKBONES:
-        raise UserError(f"cannot tell the backbone's registry name ({name!r}); pass backbone=")
-    model_cfg = {"backbone": name, "embedding_size": model.embedding_size, "pam": False, "prm": False}
-    config = config_from_dict({"model": model_cfg}).to_dict()
-    atomic_save(make_checkpoint(model=model, config=config, preprocessing=preprocessing), out_path)
-    return Path(out_path)
-
-
 IMPORTERS = {"insightface": import_insightface, "adaface": import_adaface}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m vlrface.models.convert", description=__doc__.split("\n")[0])
-    parser.add_argument("source", choices=sorted(IMPORTERS))
-    parser.add_argument("weights", help="insightface .pth or AdaFace .ckpt")
-    parser.add_argument("out", help="vlrface checkpoint to write")
-    parser.add_argument("--arch", default=None, help="backbone name (default: read from the keys)")
-    args = parser.parse_args(argv)
-    try:
-        model, prep = IMPORTERS[args.source](args.weights, args.arch)
-        print(save_imported(model, prep, args.out))
-    except UserError as e:
-        parser.exit(2, f"error: {e}\n")
-
-
-if __name__ == "__main__":
-    main()

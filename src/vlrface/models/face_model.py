@@ -29,9 +29,7 @@ class FaceOutput:
 
 
 class FaceModel(nn.Module):
-    def __init__(
-        self, backbone: nn.Module, pam: bool = True, prm: bool = True, prm_dropout: float = 0.5
-    ) -> None:
+    def __init__(self, backbone: nn.Module, pam: bool = True, prm: bool = True, prm_dropout: float = 0.5) -> None:
         super().__init__()
         self.backbone = backbone
         self.embedding_size: int = backbone.embedding_size
@@ -78,8 +76,8 @@ class FaceModel(nn.Module):
 
 
 def build_model(cfg: dict[str, Any]) -> FaceModel:
-    """Build from the ``model:`` section of a config (see ``vlrface.train.config``)."""
-    from . import BACKBONES
+    """Build from the ``model:`` section of a config (see ``vlrface.config``)."""
+    from .registries import BACKBONES
 
     kwargs = dict(cfg.get("backbone_kwargs") or {})
     backbone = BACKBONES.build(cfg["backbone"], embedding_size=cfg.get("embedding_size", 512), **kwargs)

@@ -100,16 +100,19 @@ class UICentre(nn.Module):
         return centre
 
     @torch.no_grad()
-    def update(self, ui_embeddings: torch.Tensor, ui_ri: torch.Tensor | None, mode: str = "recompute",
-               momentum: float = 0.9) -> None:
+    def update(
+        self, ui_embeddings: torch.Tensor, ui_ri: torch.Tensor | None, mode: str = "recompute", momentum: float = 0.9
+    ) -> None:
         """Recompute ``ū`` (or blend it in, EMA) from UI embeddings; μ/σ from the UIs' RI."""
         centre = self.next_centre(ui_embeddings, mode, momentum)
         stats = None
         if ui_ri is not None:
             stats = (ui_ri.float().mean(), ui_ri.float().std(unbiased=False).clamp_min(SIGMA_FLOOR))
             if mode == "ema" and bool(self.initialised):
-                stats = (momentum * self.mu + (1 - momentum) * stats[0],
-                         momentum * self.sigma + (1 - momentum) * stats[1])
+                stats = (
+                    momentum * self.mu + (1 - momentum) * stats[0],
+                    momentum * self.sigma + (1 - momentum) * stats[1],
+                )
         self.centre.copy_(centre)
         if stats is not None:
             self.mu.copy_(stats[0])

@@ -8,17 +8,15 @@ loaded model and its checkpoint dict (some need the trained head or its name).
 from typing import Any
 
 from ..models.face_model import FaceModel
-from ..registry import Registry
-
-SCORERS: Registry = Registry("quality scorer")
 
 # Importing the modules registers their entries.
-from . import crfiqa, magface, nan, norm, ri, serfiq  # noqa: E402,F401
-from .base import EmbeddingScorer, QualityScorer, head_input  # noqa: E402
+from . import crfiqa, magface, nan, norm, ri, serfiq  # noqa: F401
+from .base import EmbeddingScorer, QualityScorer, head_input
+from .registry import SCORERS
 
 
 def build_scorer(name: str, model: FaceModel, checkpoint: dict[str, Any]) -> QualityScorer:
-    """The scorer ``name`` for a model loaded from ``checkpoint`` (see :func:`vlrface.train.checkpoint.load_model`)."""
+    """The scorer ``name`` for a model loaded from ``checkpoint`` (see :func:`vlrface.checkpoint.load_model`)."""
     return SCORERS.get(name).from_checkpoint(model, checkpoint)
 
 

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..models.face_model import FaceModel
-from . import SCORERS
 from .base import EmbeddingScorer
+from .registry import SCORERS
 
 EPS = 1e-9
 
@@ -33,17 +33,21 @@ class CRFIQAScorer(EmbeddingScorer):
 
     def __init__(self, model: FaceModel, centres: torch.Tensor, eps: float = EPS) -> None:
         if centres.ndim != 2 or len(centres) < 2 or centres.shape[1] != model.embedding_size:
-            raise UserError(f"crfiqa needs ≥ 2 class centres of size {model.embedding_size}, got {tuple(centres.shape)}")
+            raise UserError(
+                f"crfiqa needs ≥ 2 class centres of size {model.embedding_size}, got {tuple(centres.shape)}"
+            )
         super().__init__(model)
         self.centres = F.normalize(centres.float(), dim=1).to(self.device)
         self.eps = eps
 
     @classmethod
-    def from_checkpoint(cls, model: FaceModel, checkpoint: dict[str, Any]) -> "CRFIQAScorer":
+    def from_checkpoint(cls, model: FaceModel, checkpoint: dict[str, Any]) -> CRFIQAScorer:
         weight = (checkpoint.get("objective") or {}).get("head.weight")
         if weight is None:
-            raise UserError("the crfiqa scorer needs the trained head's class centres, and this checkpoint has none "
-                            "(it was not written by 'vlrface train'); choose another scorer")
+            raise UserError(
+                "the crfiqa scorer needs the trained head's class centres, and this checkpoint has none "
+                "(it was not written by 'vlrface train'); choose another scorer"
+            )
         return cls(model, weight)
 
     def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 
 from ..errors import UserError
 from ..models.face_model import FaceModel
-from . import SCORERS
 from .base import EmbeddingScorer
+from .registry import SCORERS
 
 
 @SCORERS.register("magface")
@@ -28,12 +28,14 @@ class MagFaceScorer(EmbeddingScorer):
 
     def __init__(self, model: FaceModel, head: str) -> None:
         if head != "magface":
-            raise UserError(f"the magface scorer needs a model trained with the magface head, not {head!r}; "
-                            "use the norm scorer for the plain feature norm")
+            raise UserError(
+                f"the magface scorer needs a model trained with the magface head, not {head!r}; "
+                "use the norm scorer for the plain feature norm"
+            )
         super().__init__(model)
 
     @classmethod
-    def from_checkpoint(cls, model: FaceModel, checkpoint: dict[str, Any]) -> "MagFaceScorer":
+    def from_checkpoint(cls, model: FaceModel, checkpoint: dict[str, Any]) -> MagFaceScorer:
         head = (checkpoint.get("config", {}).get("head") or {}).get("name", "none recorded")
         return cls(model, head)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from . import SCORERS
 from .base import QualityScorer, head_input
+from .registry import SCORERS
 
 
 def negative_aware_norm(hidden: torch.Tensor) -> torch.Tensor:

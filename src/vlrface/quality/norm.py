@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from . import SCORERS
 from .base import EmbeddingScorer
+from .registry import SCORERS
 
 
 @SCORERS.register("norm")

@@ -9,8 +9,8 @@ import torch
 
 from ..errors import UserError
 from ..models.face_model import FaceModel
-from . import SCORERS
 from .base import EmbeddingScorer
+from .registry import SCORERS
 
 
 @SCORERS.register("ri")
@@ -19,8 +19,10 @@ class RIScorer(EmbeddingScorer):
 
     def __init__(self, model: FaceModel) -> None:
         if model.prm is None:
-            raise UserError("the ri scorer needs a model with a PRM, and this one was trained without (model.prm: false); "
-                            "choose another scorer such as norm or serfiq")
+            raise UserError(
+                "the ri scorer needs a model with a PRM, and this one was trained without (model.prm: false); "
+                "choose another scorer such as norm or serfiq"
+            )
         super().__init__(model)
 
     def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.face_model import FaceModel
-from . import SCORERS
 from .base import QualityScorer, head_input
+from .registry import SCORERS
 
 
 def stochastic_agreement(embeddings: torch.Tensor) -> torch.Tensor:

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..checkpoint import load_model
 from ..data.align import YuNetDetector
 from ..data.readers import SkipReport
-from ..errors import UserError
-from ..train.checkpoint import load_model
+from ..errors import NoFaceError, UserError
 from .gallery import Gallery, Identification
 from .inputs import read_faces
 
@@ -52,10 +52,6 @@ def checkpoint_hash(path: str | Path) -> str:
         for block in iter(lambda: f.read(2**20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-class NoFaceError(UserError):
-    """``align=True`` and the detector found no face in the image."""
 
 
 class FaceService:
@@ -97,7 +93,9 @@ class FaceService:
             return faces[0]
         if image.shape[:2] == (size, size):
             return image
-        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_CUBIC)
+        return cv2.resize(
+            image, (size, size), interpolation=cv2.INTER_AREA if min(image.shape[:2]) > size else cv2.INTER_CUBIC
+        )
 
     def encode(self, faces: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Face crops → L2-normalised embeddings ``[N,D]`` and PRM quality ``[N]`` (NaN without a PRM)."""
@@ -109,9 +107,13 @@ class FaceService:
                 embs.append(e.cpu().numpy())
                 quals.append(q.cpu().numpy() if q is not None else np.full(len(e), np.nan, np.float32))
         d = self.model.embedding_size
-        return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0))
+        return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (
+            np.concatenate(quals) if quals else np.zeros(0)
+        )
 
-    def encode_files(self, files: list[Path], skips: SkipReport, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def encode_files(
+        self, files: list[Path], skips: SkipReport, chunk: int = 256
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Embeddings and quality of the readable images with a face, and their positions in ``files``.
 
         Unreadable files and (aligning) images without a face go to ``skips``
@@ -125,10 +127,19 @@ class FaceService:
             quals.append(q)
             keep += pos
         d = self.model.embedding_size
-        return (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)), (np.concatenate(quals) if quals else np.zeros(0)), keep
+        return (
+            (np.concatenate(embs) if embs else np.zeros((0, d), np.float32)),
+            (np.concatenate(quals) if quals else np.zeros(0)),
+            keep,
+        )
 
     def search(
-        self, emb: np.ndarray, quality: np.ndarray, k: int = 5, threshold: float = 0.3, quality_threshold: float | None = None
+        self,
+        emb: np.ndarray,
+        quality: np.ndarray,
+        k: int = 5,
+        threshold: float = 0.3,
+        quality_threshold: float | None = None,
     ) -> list[Identification]:
         """Gallery answers for embeddings from :meth:`encode`, under the lock (enrolment may run beside it)."""
         with self.lock:
@@ -218,7 +229,11 @@ def create_app(
     from fastapi.responses import JSONResponse
     from starlette.requests import ClientDisconnect
 
-    service = ckpt if isinstance(ckpt, FaceService) else FaceService(ckpt, gallery_dir, align=align, index=index, device=device)
+    service = (
+        ckpt
+        if isinstance(ckpt, FaceService)
+        else FaceService(ckpt, gallery_dir, align=align, index=index, device=device)
+    )
     app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
     app.state.service = service
 
@@ -269,12 +284,16 @@ def create_app(
             raise HTTPException(400, "empty upload: send an image file in the 'image' form field")
         size = image_dimensions(data)
         if size is None:
-            raise HTTPException(415, f"'{image.filename}' is not a decodable image: JPEG, PNG, BMP or PNM (PGM/PPM) expected")
+            raise HTTPException(
+                415, f"'{image.filename}' is not a decodable image: JPEG, PNG, BMP or PNM (PGM/PPM) expected"
+            )
         if size[0] * size[1] > max_pixels:
             raise HTTPException(413, f"image too large: {size[0]}×{size[1]} pixels, limit {max_pixels:,}")
         img = decode_upload(data)
         if img is None:
-            raise HTTPException(415, f"'{image.filename}' is not a decodable image: its header is fine but the data is damaged")
+            raise HTTPException(
+                415, f"'{image.filename}' is not a decodable image: its header is fine but the data is damaged"
+            )
         try:
             return service.face(img)
         except NoFaceError as e:
@@ -292,8 +311,11 @@ def create_app(
 
     @app.post("/identify")
     def identify(
-        image: UploadFile = File(...), top_k: int = top, threshold: float = threshold,
-        quality_threshold: float | None = quality_threshold, embedding: bool = False,
+        image: UploadFile = File(...),
+        top_k: int = top,
+        threshold: float = threshold,
+        quality_threshold: float | None = quality_threshold,
+        embedding: bool = False,
     ) -> dict[str, Any]:
         if top_k < 1:
             raise HTTPException(400, "top_k must be ≥ 1")

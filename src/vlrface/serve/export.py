@@ -66,8 +66,14 @@ def to_onnx(
     buf = io.BytesIO()
     try:
         torch.onnx.export(  # the wrapper in eval mode: the exporter restores its mode, and with it the model's, afterwards
-            DeployedModel(model, flip).eval(), (x,), buf, input_names=["input"], output_names=names,
-            dynamic_axes={n: {0: "batch"} for n in ["input", *names]}, opset_version=opset, dynamo=False,
+            DeployedModel(model, flip).eval(),
+            (x,),
+            buf,
+            input_names=["input"],
+            output_names=names,
+            dynamic_axes={n: {0: "batch"} for n in ["input", *names]},
+            opset_version=opset,
+            dynamo=False,
         )
     except RuntimeError as e:
         if "opset" not in str(e).lower():
@@ -105,8 +111,13 @@ def export_onnx(
 
 
 def max_abs_difference(
-    model: torch.nn.Module, path: str | Path, preprocessing: Preprocessing = Preprocessing(), *,
-    flip: bool = False, batch_sizes: tuple[int, ...] = (1, 7), seed: int = 0,
+    model: torch.nn.Module,
+    path: str | Path,
+    preprocessing: Preprocessing = Preprocessing(),
+    *,
+    flip: bool = False,
+    batch_sizes: tuple[int, ...] = (1, 7),
+    seed: int = 0,
 ) -> float:
     """Largest |ONNX Runtime − PyTorch| over every output, on random inputs in the network's range.
 

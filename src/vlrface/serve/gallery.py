@@ -134,7 +134,9 @@ class Gallery:
         """An ``ivf`` gallery still on its exact fallback that has grown past the training minimum."""
         return self.index_type == "ivf" and isinstance(self._index, faiss.IndexFlat) and len(self) >= IVF_MIN_TRAIN
 
-    def add(self, embeddings: np.ndarray, ids: Sequence[str], quality: np.ndarray | Sequence[float] | None = None) -> None:
+    def add(
+        self, embeddings: np.ndarray, ids: Sequence[str], quality: np.ndarray | Sequence[float] | None = None
+    ) -> None:
         """Enrol entries; embeddings are L2-normalised here, ``quality`` defaults to NaN (unknown)."""
         emb = _normalise(embeddings)
         ids = [str(i) for i in ids]
@@ -256,7 +258,9 @@ class Gallery:
             _write(tmp / "ids.json", lambda f: f.write(json.dumps(self.ids).encode()))
             _write(tmp / "index.faiss", lambda f: f.write(faiss.serialize_index(self._index).tobytes()))
             os.replace(tmp, directory / snap)
-            atomic_write(directory / META, lambda f: f.write(json.dumps({**self.meta(), "snapshot": snap}, indent=1).encode()))
+            atomic_write(
+                directory / META, lambda f: f.write(json.dumps({**self.meta(), "snapshot": snap}, indent=1).encode())
+            )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -269,7 +273,7 @@ class Gallery:
         return (Path(directory) / META).is_file()
 
     @classmethod
-    def load(cls, directory: str | Path, checkpoint: str | None = None) -> "Gallery":
+    def load(cls, directory: str | Path, checkpoint: str | None = None) -> Gallery:
         """Read a saved gallery; ``checkpoint`` (a hash) must match the one it was built with, when both are known."""
         directory = Path(directory)
         if not cls.exists(directory):
@@ -282,7 +286,9 @@ class Gallery:
             quality = np.load(snap / "quality.npy")
             index = faiss.deserialize_index(np.fromfile(snap / "index.faiss", dtype=np.uint8))
         except (OSError, KeyError, ValueError, RuntimeError) as e:
-            raise UserError(f"gallery {directory} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+            raise UserError(
+                f"gallery {directory} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            ) from None
         if meta.get("format") != FORMAT or not (len(ids) == len(vectors) == len(quality) == index.ntotal):
             raise UserError(f"gallery {directory} is damaged or of an unknown format")
         if checkpoint and meta.get("checkpoint") and checkpoint != meta["checkpoint"]:

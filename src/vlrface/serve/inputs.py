@@ -21,7 +21,7 @@ import numpy as np
 from rich.progress import track
 
 from ..data.readers import IMAGE_EXTS, SkipReport, read_image
-from ..errors import UserError
+from ..errors import NoFaceError, UserError
 
 LIST_EXTS = (".txt",)
 
@@ -53,7 +53,9 @@ def image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            out += [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS]
+            out += [
+                (f, f.relative_to(p)) for f in sorted(p.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+            ]
         elif p.is_file() and p.suffix.lower() in LIST_EXTS:
             out += [(f, Path(f.name)) for f in read_file_list(p)]
         elif p.is_file():
@@ -74,12 +76,10 @@ def read_faces(
 
     ``face`` turns an RGB image into the network-sized crop (e.g.
     :meth:`vlrface.serve.app.FaceService.face`) and raises
-    :class:`~vlrface.serve.app.NoFaceError` when aligning finds no face.
+    :class:`~vlrface.errors.NoFaceError` when aligning finds no face.
     Unreadable files and faceless images go to ``skips`` with the reason;
     chunking keeps a large input from being held in memory all at once.
     """
-    from .app import NoFaceError  # the service module pulls in torch; keep listing inputs light
-
     for start in track(range(0, len(files), chunk), description="reading", transient=True, disable=len(files) <= chunk):
         keep, crops = [], []
         for i in range(start, min(start + chunk, len(files))):

@@ -107,7 +107,7 @@ class _AllGather(torch.autograd.Function):
         grad = grad.contiguous()
         dist.all_reduce(grad)  # every rank's use of every slice
         r = dist.get_rank()
-        return grad[r * ctx.rows: (r + 1) * ctx.rows]
+        return grad[r * ctx.rows : (r + 1) * ctx.rows]
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import atomic_save, load_model
+from ..config import VLRConfig
 from ..data.degrade import random_vlr
 from ..data.readers import SkipReport, read_image_folder
 from ..errors import UserError
@@ -41,8 +43,6 @@ from ..eval.embed import load_faces
 from ..models import HEADS
 from ..models.face_model import FaceModel
 from ..preprocess import Preprocessing
-from .checkpoint import atomic_save, load_model
-from .config import VLRConfig
 from .imprint import class_means, imprint
 
 DEFAULT_HEAD = {"name": "arcface", "kwargs": {}}
@@ -66,8 +66,9 @@ class EnrolResult:
     losses: list[float] = field(default_factory=list)  # per fine-tuning step
 
 
-def read_shots(folder: str | Path, crop: str = "default", max_shots: int | None = None,
-               skips: SkipReport | None = None) -> Shots:
+def read_shots(
+    folder: str | Path, crop: str = "default", max_shots: int | None = None, skips: SkipReport | None = None
+) -> Shots:
     """``folder/ID/*.jpg`` → :class:`Shots` (the first ``max_shots`` per identity by file name).
 
     Unreadable files go to ``skips``; an identity left without a readable shot is a :class:`UserError`.
@@ -88,8 +89,12 @@ def read_shots(folder: str | Path, crop: str = "default", max_shots: int | None 
 
 def bn_affine_parameters(model: nn.Module) -> list[nn.Parameter]:
     """γ and β of every BatchNorm layer (those with ``affine=True``)."""
-    return [p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
-            for p in (m.weight, m.bias)]
+    return [
+        p
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+        for p in (m.weight, m.bias)
+    ]
 
 
 def _batches(shots: Shots, offset: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -118,21 +123,41 @@ def enrol_shots(
     head = head or DEFAULT_HEAD
     first = 0 if base_weight is None else len(base_weight)
     n_classes = first + len(shots.names)
-    margin_head = HEADS.build(head["name"], embedding_size=model.embedding_size, num_classes=n_classes,
-                              **head.get("kwargs", {})).to(device)
+    margin_head = HEADS.build(
+        head["name"], embedding_size=model.embedding_size, num_classes=n_classes, **head.get("kwargs", {})
+    ).to(device)
     if base_weight is not None:
         if base_weight.shape[1] != model.embedding_size:
-            raise UserError(f"the checkpoint's head rows are {base_weight.shape[1]}-d, its model {model.embedding_size}-d")
+            raise UserError(
+                f"the checkpoint's head rows are {base_weight.shape[1]}-d, its model {model.embedding_size}-d"
+            )
         margin_head.weight.data[:first] = base_weight.to(device)
     model.to(device)
     means, seen = class_means(model, _batches(shots, first, batch_size), n_classes, preprocessing, device)
     imprint(margin_head.weight.data, means, seen)
-    losses = _fine_tune_bn(model, preprocessing, margin_head, shots, first, steps, lr, batch_size, vlr or VLRConfig(), seed, device) if steps else []
+    losses = (
+        _fine_tune_bn(
+            model, preprocessing, margin_head, shots, first, steps, lr, batch_size, vlr or VLRConfig(), seed, device
+        )
+        if steps
+        else []
+    )
     return EnrolResult(model.eval(), margin_head.weight.detach().cpu(), list(shots.names), first, losses)
 
 
-def _fine_tune_bn(model: FaceModel, preprocessing: Preprocessing, head: nn.Module, shots: Shots, first: int, steps: int,
-                  lr: float, batch_size: int, vlr: VLRConfig, seed: int, device: str | torch.device) -> list[float]:
+def _fine_tune_bn(
+    model: FaceModel,
+    preprocessing: Preprocessing,
+    head: nn.Module,
+    shots: Shots,
+    first: int,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    vlr: VLRConfig,
+    seed: int,
+    device: str | torch.device,
+) -> list[float]:
     params = bn_affine_parameters(model)
     if not params:
         raise UserError("the model has no BatchNorm layers to fine-tune; use --steps 0 (imprinting only)")
@@ -194,13 +219,28 @@ def enrol(
         raise UserError(f"already enrolled in {ckpt}: {', '.join(again[:5])}")
     head = ck["config"].get("head") or DEFAULT_HEAD
     vlr = ck["config"].get("data", {}).get("vlr")
-    result = enrol_shots(model, pre, shots, base_weight=base, head=head, steps=steps, lr=lr, batch_size=batch_size,
-                         vlr=VLRConfig(**vlr) if vlr else None, seed=seed, device=device)
+    result = enrol_shots(
+        model,
+        pre,
+        shots,
+        base_weight=base,
+        head=head,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        vlr=VLRConfig(**vlr) if vlr else None,
+        seed=seed,
+        device=device,
+    )
     objective["head.weight"] = result.weight
     new = {k: v for k, v in ck.items() if k not in ("optimizer", "scaler")}  # not a resumable training state any more
-    new |= {"model": {k: v.cpu() for k, v in result.model.state_dict().items()}, "objective": objective,
-            "num_classes": len(result.weight), "config": {**ck["config"], "head": head},
-            "enrolled": {"first": before["first"], "names": before["names"] + result.names}}
+    new |= {
+        "model": {k: v.cpu() for k, v in result.model.state_dict().items()},
+        "objective": objective,
+        "num_classes": len(result.weight),
+        "config": {**ck["config"], "head": head},
+        "enrolled": {"first": before["first"], "names": before["names"] + result.names},
+    }
     atomic_save(new, out)
     return result
 

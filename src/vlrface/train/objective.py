@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import RIConfig
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
-from ..models.ri import (RI_FORMS, UICentre, index_diversion_loss, nearest_distances, pam_loss, prm_loss,
-                         ri_distances)
+from ..models.ri import RI_FORMS, UICentre, index_diversion_loss, nearest_distances, pam_loss, prm_loss, ri_distances
 from . import distributed as D
-from .config import RIConfig
 
 UI_CHUNK = 256
 UI_STATS = ("nearest", "prm")

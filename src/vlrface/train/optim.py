@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
+from ..config import OptimConfig, ScheduleConfig
 from ..errors import UserError
-from .config import OptimConfig, ScheduleConfig
 
 
 def lr_factor(step: int, total_steps: int, cfg: ScheduleConfig) -> float:

@@ -51,9 +51,11 @@ class PartialFC(nn.Module):
         if not 0 < sample_rate <= 1:
             raise UserError(f"train.partial_fc_rate={sample_rate} must be in (0, 1]")
         if not all(_uses_base(head, n) for n in ("margin_logits", "compute_logits", "loss")):
-            raise UserError(f"head {type(head).__name__} changes the softmax itself; PartialFC supports "
-                            "margin heads only (arcface, cosface, normface, magface, adaface, mv-softmax, "
-                            "curricularface)")
+            raise UserError(
+                f"head {type(head).__name__} changes the softmax itself; PartialFC supports "
+                "margin heads only (arcface, cosface, normface, magface, adaface, mv-softmax, "
+                "curricularface)"
+            )
         info = D.current()
         self.rank, self.world_size = info.rank, info.world_size
         self.class_start, self.num_local = D.shard_range(num_classes, self.world_size, self.rank)
@@ -153,4 +155,4 @@ def _load_shard(module: PartialFC, state: dict, prefix: str, *args) -> None:
     key = prefix + "head.weight"
     w = state.get(key)
     if w is not None and w.shape[0] == module.num_classes:
-        state[key] = w[module.class_start: module.class_start + module.num_local]
+        state[key] = w[module.class_start : module.class_start + module.num_local]

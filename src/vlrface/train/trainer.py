@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from ..config import Config, config_from_dict
 from ..data.datasets import TrainData, build_train_data
 from ..data.degrade import random_vlr
 from ..errors import UserError
 from ..models import HEADS, FaceModel, build_model
 from ..preprocess import DEFAULT, Preprocessing
-from .checkpoint import atomic_save, load_checkpoint, make_checkpoint
-from .config import Config, config_from_dict
 from .distributed import init_distributed, local_batch, local_device, shard_range, wrap_ddp
 from .imprint import class_means, imprint
 from .objective import Objective
@@ -149,17 +149,17 @@ class Trainer:
         weight = ckpt.get("objective", {}).get("head.weight")
         head = self.objective.head
         if isinstance(head, PartialFC) or weight is None or weight.shape != head.weight.shape:
-            raise UserError(f"model.init_head=checkpoint: {init} has no head for these {self.data.num_classes} "
-                            "classes (a different training set?); use model.init_head=imprint")
+            raise UserError(
+                f"model.init_head=checkpoint: {init} has no head for these {self.data.num_classes} "
+                "classes (a different training set?); use model.init_head=imprint"
+            )
         head.weight.data.copy_(weight)
 
     def imprint_head(self) -> int:
         bs = self.cfg.train.batch_size
         n_steps = math.ceil(self.data.num_images / bs)
         batches = (b for _, b in zip(range(n_steps), self.data.batches(bs, start_step=0)))
-        means, seen = class_means(
-            self.model, batches, self.data.num_classes, self.preprocessing, self.device
-        )
+        means, seen = class_means(self.model, batches, self.data.num_classes, self.preprocessing, self.device)
         head = self.objective.head
         if isinstance(head, PartialFC):  # [distributed] imprint this rank's shard only
             rows = slice(head.class_start, head.class_start + head.num_local)
@@ -200,7 +200,8 @@ class Trainer:
         self.objective.load_state_dict(ckpt["objective"])
         if self.dist.world_size > 1:  # [distributed] this rank's own optimiser state (its shard)
             self.optimizer.load_state_dict(
-                torch.load(path.parent / f"optimizer.rank{self.dist.rank}.pt", map_location=self.device))
+                torch.load(path.parent / f"optimizer.rank{self.dist.rank}.pt", map_location=self.device)
+            )
         else:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -217,8 +218,9 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def refresh_ui(self) -> None:
-        ui = self.data.ui_images(self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1,
-                                 device=self.device)  # UI generation on the device, like the degradation
+        ui = self.data.ui_images(
+            self.cfg.data.ui.size, seed=step_seed(self.cfg.seed, self.step) + 1, device=self.device
+        )  # UI generation on the device, like the degradation
         self.objective.refresh(self.model, self.preprocessing.normalize(ui))
 
     def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -281,8 +283,13 @@ class Trainer:
         end = min(cfg.steps, stop_at) if stop_at is not None else cfg.steps
         ri_on = self.cfg.ri.enabled
         batches = self.batches(cfg.batch_size, self.step)
-        columns = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+        columns = [
+            TextColumn("[bold]train"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        ]
         progress = Progress(*columns, disable=not (self.show_progress and self.dist.is_main), transient=False)
         t0, seen, waited = time.perf_counter(), 0, 0.0  # waited: time the loop blocked on the next batch
         try:

@@ -26,13 +26,13 @@ import torch
 from rich.progress import track
 from torch import nn
 
+from ..checkpoint import atomic_save
+from ..config import Config
 from ..data.datasets import TrainData
 from ..data.degrade import random_vlr
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
 from ..preprocess import DEFAULT, Preprocessing
-from .checkpoint import atomic_save
-from .config import Config
 from .imprint import class_means, imprint
 from .trainer import Trainer, step_seed
 
@@ -117,19 +117,29 @@ class TrunkCache:
         atomic_save(asdict(self), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrunkCache":
+    def load(cls, path: str | Path) -> TrunkCache:
         if not Path(path).is_file():
             raise UserError(f"no trunk cache at {path}; build one first (benchmarks/lfw_sface.py run --trunk K)")
         return cls(**torch.load(path, weights_only=True))
 
-    def subset(self, rows: torch.Tensor) -> "TrunkCache":
+    def subset(self, rows: torch.Tensor) -> TrunkCache:
         """The cache of a training set made of these rows (e.g. with validation people held out)."""
         return TrunkCache(self.start, self.features[:, rows], self.ui)
 
     @classmethod
     @torch.no_grad()
-    def build(cls, model: FaceModel, data: TrainData, cfg: Config, start: int, variants: int, *,
-              seed: int = 0, batch_size: int = 64, device: str | torch.device = "cpu") -> "TrunkCache":
+    def build(
+        cls,
+        model: FaceModel,
+        data: TrainData,
+        cfg: Config,
+        start: int,
+        variants: int,
+        *,
+        seed: int = 0,
+        batch_size: int = 64,
+        device: str | torch.device = "cpu",
+    ) -> TrunkCache:
         """Run the trunk of a (pretrained) ``model`` once over ``data`` — as built by ``cfg`` — and the UI set."""
         if variants < 2:
             raise UserError("a trunk cache needs ≥ 2 variants: the HR image and at least one VLR copy")
@@ -145,13 +155,19 @@ class TrunkCache:
             if len(rows) != len(images):
                 raise UserError("some training images are unreadable; a trunk cache needs every row (fix the data)")
             for v in range(variants):
-                x = images if v == 0 else random_vlr(images, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
+                x = (
+                    images
+                    if v == 0
+                    else random_vlr(images, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
+                )
                 f = trunk(pre.normalize(x.to(device))).to(torch.bfloat16).cpu()
                 if features is None:
                     features = torch.empty(variants, n, *f.shape[1:], dtype=torch.bfloat16)
                 features[v, rows] = f
         ui_images = data.ui_images(cfg.data.ui.size, seed=seed + 1)
-        ui = torch.cat([trunk(pre.normalize(c.to(device))).to(torch.bfloat16).cpu() for c in ui_images.split(batch_size)])
+        ui = torch.cat(
+            [trunk(pre.normalize(c.to(device))).to(torch.bfloat16).cpu() for c in ui_images.split(batch_size)]
+        )
         return cls(start, features, ui)
 
 
@@ -198,4 +214,3 @@ class CachedTrunkTrainer(Trainer):
         vlr = torch.rand(b, generator=gen) < self.cfg.data.vlr.prob
         variant = torch.where(vlr, torch.randint(1, self.cache.variants, (b,), generator=gen), 0)
         return self.cache.features[variant, rows].to(self.device).float()
-

@@ -1,4 +1,8 @@
 """Backbone networks; each module registers its constructors in ``BACKBONES``."""
 
-from . import iresnet, mobilefacenet, nano  # noqa: F401
-from . import sface  # noqa: F401
+from . import (  # noqa: F401
+    iresnet,
+    mobilefacenet,
+    nano,
+    sface,
+)

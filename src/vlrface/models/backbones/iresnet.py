@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...preprocess import DEFAULT, Preprocessing
-from .. import BACKBONES
+from ..registries import BACKBONES
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

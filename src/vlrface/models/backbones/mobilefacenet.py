@@ -12,13 +12,15 @@ from functools import partial
 import torch
 from torch import nn
 
-from .. import BACKBONES
+from ..registries import BACKBONES
 
 
 class ConvBlock(nn.Module):
     """conv → BN → PReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
@@ -33,7 +35,9 @@ class ConvBlock(nn.Module):
 class LinearBlock(nn.Module):
     """conv → BN (no activation: the bottleneck's linear projection)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
         self.layers = nn.Sequential(
             nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False),
@@ -97,11 +101,7 @@ class MobileFaceNet(nn.Module):
         super().__init__()
         self.embedding_size = embedding_size
         c1, c2 = 64 * scale, 128 * scale
-        stem2 = (
-            ConvBlock(c1, c1, 3, 1, 1, groups=64)
-            if blocks[0] == 1
-            else Residual(c1, blocks[0], groups=128)
-        )
+        stem2 = ConvBlock(c1, c1, 3, 1, 1, groups=64) if blocks[0] == 1 else Residual(c1, blocks[0], groups=128)
         self.layers = nn.ModuleList(
             [
                 ConvBlock(3, c1, 3, 2, 1),

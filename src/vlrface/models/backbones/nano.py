@@ -10,14 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import BACKBONES
+from ..registries import BACKBONES
 from .iresnet import IBasicBlock
 
 
 class IResNetNano(nn.Module):
     """``[B,3,112,112] → fmap [B,C,7,7] → embedding [B,D]``."""
 
-    def __init__(self, embedding_size: int = 512, widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.0) -> None:
+    def __init__(
+        self, embedding_size: int = 512, widths: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.embedding_size = embedding_size
         self.feature_channels = widths[-1]
@@ -29,8 +31,10 @@ class IResNetNano(nn.Module):
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):  # 56 → 28 → 14 → 7, last stage keeps 7×7
             stride = 2 if i < len(widths) - 1 else 1
-            down = None if stride == 1 and cin == w else nn.Sequential(
-                nn.Conv2d(cin, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w)
+            down = (
+                None
+                if stride == 1 and cin == w
+                else nn.Sequential(nn.Conv2d(cin, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
             )
             stages.append(IBasicBlock(cin, w, stride, down))
             cin = w

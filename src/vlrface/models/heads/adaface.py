@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .. import HEADS
+from ..registries import HEADS
 from .base import MarginSoftmax
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import HEADS
+from ..registries import HEADS
 from .additive import ArcFace
 
 

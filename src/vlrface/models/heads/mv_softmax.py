@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import HEADS
+from ..registries import HEADS
 from .base import MarginSoftmax, additive_angular
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import HEADS
+from ..registries import HEADS
 from .additive import ArcFace, CosFace
 
 

@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
-from .. import __version__
-from ..errors import UserError
-from ..models.face_model import FaceModel, build_model
-from ..preprocess import Preprocessing
+from . import __version__
+from .config import config_from_dict
+from .errors import UserError
+from .models import BACKBONES
+from .models.face_model import FaceModel, build_model
+from .preprocess import Preprocessing
 
 FORMAT = "vlrface-checkpoint-1"
 
@@ -67,18 +69,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # corrupt, truncated or not a torch file
         raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(
-            f"{path} is not a vlrface checkpoint (for insightface/AdaFace weights see 'vlrface.models.convert')"
-        )
+        raise UserError(f"{path} is not a vlrface checkpoint (for insightface/AdaFace weights see 'vlrface convert')")
     return ckpt
 
 
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[FaceModel, Preprocessing, dict[str, Any]]:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceModel, Preprocessing, dict[str, Any]]:
     """Rebuild the model a checkpoint describes; returns ``(model.eval(), preprocessing, ckpt)``."""
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["config"]["model"])
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     return model, Preprocessing.from_dict(ckpt.get("preprocessing")), ckpt
+
+
+def save_model(model: FaceModel, preprocessing: Preprocessing, path: str | Path, backbone: str | None = None) -> Path:
+    """Write a weights-only checkpoint (no head, no optimiser) that :func:`load_model` rebuilds.
+
+    For imported or assembled models; ``backbone`` is the registry name when
+    the backbone does not carry it as ``arch``.
+    """
+    name = backbone or getattr(model.backbone, "arch", None)
+    if name not in BACKBONES:
+        raise UserError(f"cannot tell the backbone's registry name ({name!r}); pass backbone=")
+    model_cfg = {
+        "backbone": name,
+        "embedding_size": model.embedding_size,
+        "pam": model.pam is not None,
+        "prm": model.prm is not None,
+    }
+    config = config_from_dict({"model": model_cfg}).to_dict()
+    atomic_save(make_checkpoint(model=model, config=config, preprocessing=preprocessing), path)
+    return Path(path)

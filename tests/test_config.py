@@ -1,7 +1,7 @@
 import pytest
 
+from vlrface.config import load_config, parse_overrides
 from vlrface.errors import UserError
-from vlrface.train.config import load_config, parse_overrides
 
 
 def test_defaults_and_overrides_are_typed():

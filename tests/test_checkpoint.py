@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from vlrface.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
 from vlrface.errors import UserError
 from vlrface.models import build_model
 from vlrface.preprocess import Preprocessing
-from vlrface.train.checkpoint import atomic_save, load_checkpoint, load_model, make_checkpoint
 
 MODEL = {"backbone": "iresnet_nano", "embedding_size": 16, "pam": True, "prm": True}
 
@@ -13,7 +13,9 @@ def test_round_trip_rebuilds_model_and_preprocessing(tmp_path):
     torch.manual_seed(0)
     model = build_model(MODEL).eval()
     path = tmp_path / "m.pt"
-    atomic_save(make_checkpoint(model=model, config={"model": MODEL}, preprocessing=Preprocessing(color="BGR"), step=3), path)
+    atomic_save(
+        make_checkpoint(model=model, config={"model": MODEL}, preprocessing=Preprocessing(color="BGR"), step=3), path
+    )
     loaded, pre, ckpt = load_model(path)
     x = torch.randn(2, 3, 112, 112)
     assert torch.equal(loaded.embed(x), model.embed(x))

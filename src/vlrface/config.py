@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import UserError
+from .errors import UserError
 
 
 @dataclass
@@ -156,7 +156,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise UserError(f"config key '{key}' must be a mapping, got {value!r}")
-        return _build(tp, value, key + ".")
+        return build_section(tp, value, key + ".")
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
             return None
@@ -178,12 +178,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise UserError(f"config key '{key}' must be true/false, got {value!r}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float, str) and not isinstance(value, tp) or isinstance(value, bool) and tp is not bool:
+    if (tp in (int, float, str) and not isinstance(value, tp)) or (isinstance(value, bool) and tp is not bool):
         raise UserError(f"config key '{key}' must be {tp.__name__}, got {value!r}")
     return value
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+def build_section(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -230,7 +230,7 @@ def resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    shipped = Path(__file__).resolve().parent.parent / "configs" / f"{p.stem}.yaml"
+    shipped = Path(__file__).resolve().parent / "configs" / f"{p.stem}.yaml"
     if shipped.is_file() and p.suffix in ("", ".yaml"):
         return shipped
     raise UserError(f"config file not found: {path}")
@@ -256,4 +256,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return _build(Config, data)
+    return build_section(Config, data)
