@@ -1,6 +1,7 @@
-"""Issue #9: few-shot enrolment into off-the-shelf SFace, 1 and 5 shots.
+r"""Issue #9: few-shot enrolment into off-the-shelf SFace, 1 and 5 shots.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_enrol.py --lfw ../shared/data/lfw --att ../shared/data/att_faces --out runs/bench-enrol
+    OMP_NUM_THREADS=1 python benchmarks/bench_enrol.py --lfw ../shared/data/lfw \
+        --att ../shared/data/att_faces --out runs/bench-enrol
 
 New identities = test people only: att-vlr subjects 21–40 (shots = images
 1…n, queries = images 6–10) and lfw-vlr test people with ≥ 6 images (shots =

@@ -1,6 +1,7 @@
-"""Issue #9: NAC vs max-cosine for open-set identification, off-the-shelf SFace.
+r"""Issue #9: NAC vs max-cosine for open-set identification, off-the-shelf SFace.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_nac.py --lfw ../shared/data/lfw --att ../shared/data/att_faces --out runs/bench-nac
+    OMP_NUM_THREADS=1 python benchmarks/bench_nac.py --lfw ../shared/data/lfw \
+        --att ../shared/data/att_faces --out runs/bench-nac
 
 On ``lfw-vlr-open`` and ``att-vlr-open`` (30 % of the test people, seeded,
 out of the gallery; their probes are non-mated) at HR and 16/12/8 px probes:

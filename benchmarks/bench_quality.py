@@ -173,7 +173,8 @@ def markdown(results: dict) -> str:
     for set_name in sets:
         for fmr in FMRS:
             lines += [
-                f"**{set_name}, mixed probe sizes, FMR {fmr:g}** (pAUC: lower is better; bold = best scorer of the model)",
+                f"**{set_name}, mixed probe sizes, FMR {fmr:g}** "
+                "(pAUC: lower is better; bold = best scorer of the model)",
                 "",
                 "| model | scorer | FNMR₀ | EDC pAUC 20 % | EDC pAUC 30 % | ERC pAUC 20 % | ERC pAUC 30 % "
                 "| probe-only EDC pAUC 20 % | ρ(q, genuine score) | AUC q(large) > q(small) |",

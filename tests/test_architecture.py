@@ -46,10 +46,8 @@ def module_name(path: Path) -> str:
 
 
 def _type_checking_only(node: ast.If) -> bool:
-    return (
-        (isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING")
-        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    return (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING") or (
+        isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"
     )
 
 

@@ -17,7 +17,7 @@ def test_demo_writes_report_plots_and_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setattr(
         demo,
         "STAGE_OVERRIDES",
-        demo.STAGE_OVERRIDES + ["train.batch_size=8", "data.ui.size=8", "model.embedding_size=16"],
+        [*demo.STAGE_OVERRIDES, "train.batch_size=8", "data.ui.size=8", "model.embedding_size=16"],
     )
     report = demo.run_demo(tmp_path, quick=True, att=None, progress=False)
     for name in (

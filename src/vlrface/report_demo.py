@@ -69,13 +69,15 @@ def verdict(results: dict[str, Any]) -> list[str]:
             for m in ("arcface", "ri"):
                 if by_model[m][size]["rank1"] <= raw["rank1"]:
                     lines.append(
-                        f"{set_name} {size}: {m} rank-1 {by_model[m][size]['rank1']:.3f} is below raw pixels {raw['rank1']:.3f}"
+                        f"{set_name} {size}: {m} rank-1 {by_model[m][size]['rank1']:.3f} "
+                        f"is below raw pixels {raw['rank1']:.3f}"
                     )
             ri_q, norm_q = ri.get(f"fnmr@reject={ERC_REJECT}|ri"), ri.get(f"fnmr@reject={ERC_REJECT}|norm")
             if ri_q is not None and norm_q is not None:
                 word = "lower (better)" if ri_q < norm_q else "NOT lower"
                 lines.append(
-                    f"{set_name} {size} quality: FNMR@FMR={ERC_FMR:g} after rejecting {ERC_REJECT:.0%}: RI {ri_q:.3f} is {word} than feature norm {norm_q:.3f}"
+                    f"{set_name} {size} quality: FNMR@FMR={ERC_FMR:g} after rejecting {ERC_REJECT:.0%}: "
+                    f"RI {ri_q:.3f} is {word} than feature norm {norm_q:.3f}"
                 )
     return lines
 

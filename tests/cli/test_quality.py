@@ -45,7 +45,7 @@ def test_ri_scores_match_the_model_and_unreadable_files_are_reported(ckpt, faces
 
 @pytest.mark.parametrize("method", ["norm", "nan", "serfiq"])
 def test_other_scorers_print_csv_without_out(ckpt, faces, method, cli):
-    code, stdout, err = cli(["quality", "--ckpt", ckpt, "--method", method, faces / "sub", faces / "a.png"])
+    code, stdout, _ = cli(["quality", "--ckpt", ckpt, "--method", method, faces / "sub", faces / "a.png"])
     rows = read_csv(stdout)
     assert code == 0 and [Path(r["path"]).name for r in rows] == ["b.png", "c.jpg", "a.png"]
     q = [float(r["quality"]) for r in rows]

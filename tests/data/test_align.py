@@ -1,3 +1,4 @@
+import itertools
 from pathlib import Path
 
 import cv2
@@ -63,7 +64,7 @@ def test_yunet_finds_lfw_faces_and_alignment_puts_eyes_on_template():
         img = read_image(p)
         faces = det.detect(img)
         assert faces, f"no face in {p}"
-        assert all(a.area >= b.area for a, b in zip(faces, faces[1:]))
+        assert all(a.area >= b.area for a, b in itertools.pairwise(faces))
         crop = det.detect_and_align(img)[0]
         again = det.detect(crop)  # independent check: detect again on the aligned crop
         assert again, f"no face after aligning {p}"

@@ -1,5 +1,6 @@
 """TrainData: deterministic, exactly resumable batches; labels; UI images; data kinds."""
 
+import re
 import threading
 
 import pytest
@@ -113,7 +114,7 @@ def test_folder_kind_skips_and_counts_bad_files(tiny_folder, capsys):
 
 
 def test_user_errors(tmp_path):
-    with pytest.raises(UserError, match="data.root is required"):
+    with pytest.raises(UserError, match=re.escape("data.root is required")):
         build_train_data(DataConfig(kind="folder"), seed=0)
     with pytest.raises(UserError, match="unknown data kind"):
         build_train_data(DataConfig(kind="imagenet"), seed=0)

@@ -73,7 +73,7 @@ def test_read_att_layout(tmp_path):
 def _landmark_image(shape: tuple[int, int], points: np.ndarray) -> np.ndarray:
     img = np.zeros((*shape, 3), np.uint8)
     for x, y in points:
-        cv2.circle(img, (int(round(x)), int(round(y))), 2, (255, 255, 255), -1)
+        cv2.circle(img, (round(x), round(y)), 2, (255, 255, 255), -1)
     return img
 
 

@@ -54,7 +54,7 @@ class TinyNet(nn.Module):
     def __init__(self, classes: int) -> None:
         super().__init__()
         chans = [3, 16, 32, 64, 64]
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 2, 1) for a, b in zip(chans, chans[1:]))
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, 2, 1) for a, b in itertools.pairwise(chans))
         self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in chans[1:])
         self.emb = nn.Linear(64 * 4 * 4, 64)
         self.fc = nn.Linear(64, classes)

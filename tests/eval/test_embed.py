@@ -16,7 +16,7 @@ from vlrface.preprocess import Preprocessing
 def files(tmp_path, write_face):
     paths = [write_face(tmp_path / f"{i}.png", i, 0) for i in range(3)]
     (tmp_path / "bad.jpg").write_bytes(b"junk")
-    return paths + [tmp_path / "bad.jpg"]
+    return [*paths, tmp_path / "bad.jpg"]
 
 
 @pytest.fixture

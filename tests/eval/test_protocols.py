@@ -4,6 +4,7 @@ Same-identity images share a smooth pattern, so the raw-pixel baseline must
 find every mate at full resolution: a wrong id parse or split shows up.
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_pair_protocols_refuse_a_matcher(tmp_path, write_face):
 
 def test_att_vlr_wrong_layout(att_root):
     (att_root / "s30" / "1.pgm").unlink()
-    with pytest.raises(UserError, match="1.pgm for s30"):
+    with pytest.raises(UserError, match=re.escape("1.pgm for s30")):
         load("att-vlr", att_root)
     for f in (att_root / "s25").iterdir():
         f.unlink()

@@ -8,7 +8,10 @@ from vlrface.models.face_model import FaceModel
 
 
 class StubBackbone(nn.Module):
-    """``fmap`` = the input itself ``[B,1,2,2]``; embedding = ``W · flatten(fmap)``, ``W`` = rows (1,1,0,0), (0,0,1,1)."""
+    """``fmap`` = the input itself ``[B,1,2,2]``; embedding = ``W · flatten(fmap)``.
+
+    ``W`` has the rows (1,1,0,0) and (0,0,1,1).
+    """
 
     feature_channels = 1
 

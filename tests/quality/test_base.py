@@ -10,7 +10,7 @@ from vlrface.quality.norm import NormScorer
 
 def test_registry_lists_every_scorer():
     assert SCORERS.names() == ["crfiqa", "magface", "nan", "norm", "ri", "serfiq"]
-    with pytest.raises(UserError, match="unknown quality scorer 'brisque'.*norm"):
+    with pytest.raises(UserError, match=r"unknown quality scorer 'brisque'.*norm"):
         SCORERS.get("brisque")
 
 

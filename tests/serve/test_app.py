@@ -91,7 +91,7 @@ def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
 
         hit = c.post("/identify", params={"top_k": 3, "threshold": 0.0}, files=upload(png(2))).json()
         assert hit["identity"] == "bob" and hit["score"] == pytest.approx(1.0, abs=1e-4) and not hit["unknown"]
-        assert [x["identity"] for x in hit["candidates"]][0] == "bob" and len(hit["candidates"]) == 3
+        assert hit["candidates"][0]["identity"] == "bob" and len(hit["candidates"]) == 3
         miss = c.post("/identify", params={"threshold": 1.01}, files=upload(png(2))).json()
         assert miss["identity"] == "unknown" and miss["unknown"]
         flagged = c.post("/identify", params={"quality_threshold": 1e9}, files=upload(png(2))).json()
@@ -122,7 +122,7 @@ def test_enrol_identify_restart_errors_and_concurrency(ckpt, tmp_path):
             return out
 
         with ThreadPoolExecutor(8) as pool:
-            codes = sum(pool.map(work, range(8)), [])
+            codes = [c for out in pool.map(work, range(8)) for c in out]
         assert sorted(set(codes)) == [200, 201], codes
         listing = c.get("/gallery").json()
         assert listing["entries"] == 12 and listing["identities"]["alice"] == 2 and listing["persistent"]

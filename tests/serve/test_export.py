@@ -49,7 +49,7 @@ def test_onnx_runtime_matches_pytorch_batch_1_and_7(which, outputs, request, tmp
         for o in [*proto.graph.input, *proto.graph.output]
     ]
     assert shapes == [["batch", 3, 112, 112], ["batch", 16], ["batch"]][: len(shapes)]
-    model, pre, _ = load_model(ckpt)
+    _, pre, _ = load_model(ckpt)
     props = {p.key: p.value for p in proto.metadata_props}
     assert Preprocessing.from_dict(json.loads(props["preprocessing"])) == pre and len(props["checkpoint_sha256"]) == 64
 

@@ -109,7 +109,7 @@ def test_enrol_writes_a_new_checkpoint_and_accumulates(ckpt, people, tmp_path):
     assert ck["enrolled"] == {"first": 0, "names": ["ann", "bob", "cy"]} and ck["num_classes"] == 3
     assert ck["objective"]["head.weight"].shape == (3, 16) and ck["config"]["head"]["name"] == "arcface"
     load_model(out)  # still a loadable model
-    with pytest.raises(UserError, match="already enrolled.*ann"):
+    with pytest.raises(UserError, match=r"already enrolled.*ann"):
         enrol(out, people, tmp_path / "again.pt", steps=0)
     more = write_people(tmp_path / "more", ["dee"], seed=1)
     enrol(out, more, tmp_path / "more.pt", steps=0)

@@ -174,12 +174,12 @@ def run(cfg: TrainBench) -> dict[str, object]:
     refresh_s = timed(refresh, device) if cfg.ri else 0.0
     fetch_t, degrade_t, compute_t = [], [], []
     for step in range(cfg.warmup + cfg.steps):
-        batch: list[torch.Tensor] = []
-        ft = timed(lambda: batch.extend(fetch()), device)
-        dt = timed(lambda: batch.append(degrade(batch[0], step)), device)
+        batch: list[torch.Tensor] = []  # the lambdas below run at once; their defaults bind this step's values
+        ft = timed(lambda batch=batch: batch.extend(fetch()), device)
+        dt = timed(lambda batch=batch, step=step: batch.append(degrade(batch[0], step)), device)
         if step == cfg.warmup:
             torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
-        ct = timed(lambda: compute(batch[2], batch[1]), device)
+        ct = timed(lambda batch=batch: compute(batch[2], batch[1]), device)
         if step >= cfg.warmup:
             fetch_t.append(ft)
             degrade_t.append(dt)

@@ -129,7 +129,7 @@ def blur_matrices(
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with a per-sample ``sigma`` [B] (0 = identity); replicate borders."""
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     bh = blur_matrices(sigma, torch.full((b,), h), h, x.device, x.dtype)
     bw = bh if w == h else blur_matrices(sigma, torch.full((b,), w), w, x.device, x.dtype)
     return _sandwich(bh, x, bw)
@@ -147,7 +147,7 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     out = x.clone()
     for i in torch.nonzero(quality > 0).flatten().tolist():
         arr = (x[i].permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        ok, buf = cv2.imencode(".jpg", arr[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        _, buf = cv2.imencode(".jpg", arr[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
         dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
         out[i] = torch.from_numpy(dec).permute(2, 0, 1).to(x.device, x.dtype) / 255.0
     return out
@@ -272,8 +272,8 @@ def make_ui(
     heavy blur and noise; the rest are non-faces, half shuffled-tile crops of
     the inputs and half smooth random textures.
     """
-    b, _, h, w = images.shape
-    n_non = int(round(b * nonface_fraction))
+    b, _, h, _ = images.shape
+    n_non = round(b * nonface_fraction)
     n_face = b - n_non
     sizes = torch.randint(UI_MIN_PX, max(max_px, UI_MIN_PX) + 1, (n_face,), generator=generator)
     sigma = torch.empty(n_face).uniform_(0.5, 1.5, generator=generator)

@@ -64,7 +64,7 @@ def _lerp(u: float, lo: float, hi: float) -> float:
 
 def _fx(v: float) -> int:
     """Pixel coordinate → OpenCV fixed point."""
-    return int(round(v * _ONE))
+    return round(v * _ONE)
 
 
 def _pt(x: float, y: float) -> tuple[int, int]:
@@ -192,7 +192,7 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ew = _lerp(f("eye_size"), 5.0, 8.5)
     eh = ew * _lerp(f("eye_open"), 0.38, 0.62) * blink
     iris = _palette(IRIS, f("iris_colour"))
-    bt = max(int(round(_lerp(f("brow_thickness"), 1.2, 4.2))), 1)
+    bt = max(round(_lerp(f("brow_thickness"), 1.2, 4.2)), 1)
     bh, bs, bl = (
         _lerp(f("brow_height"), 7, 12) + brow_raise,
         _lerp(f("brow_slant"), -12, 12),
@@ -227,7 +227,8 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     _poly(img, np.vstack([top, bottom[::-1]]), _colour(lips))
     if mouth_open > 0.5:
         inner = np.stack([mx + mw * 0.8 * xs, mid], 1)
-        _poly(img, np.vstack([inner - [0, mouth_open / 2], (inner + [0, mouth_open / 2])[::-1]]), (40, 20, 20))
+        gap = np.array([0, mouth_open / 2])
+        _poly(img, np.vstack([inner - gap, (inner + gap)[::-1]]), (40, 20, 20))
     else:
         _poly(img, np.stack([mx + mw * xs, mid], 1), _colour(lips * 0.6), 1, False)
 

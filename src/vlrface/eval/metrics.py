@@ -347,12 +347,17 @@ def tpir_at_fpir(
 
 
 # ------------------------------------------------------------------- quality
+REJECT_RATIOS = np.linspace(0, 0.95, 20)
+"""Default rejected shares for :func:`erc`: 0, 0.05, …, 0.95 (read-only)."""
+REJECT_RATIOS.flags.writeable = False
+
+
 def erc(
     scores: np.ndarray,
     is_genuine: np.ndarray,
     pair_quality: np.ndarray,
     fmr: float = 1e-3,
-    reject_ratios: np.ndarray = np.linspace(0, 0.95, 20),
+    reject_ratios: np.ndarray = REJECT_RATIOS,
     fixed_threshold: bool = True,
 ) -> np.ndarray:
     """FNMR after rejecting the lowest-quality ``r`` share of all pairs, for each ``r``.
@@ -388,7 +393,8 @@ def edc_pauc(
 ) -> float:
     """Area under the EDC/ERC from 0 to ``reject_limit`` rejected (trapezoids on ``steps`` points).
 
-    Lower is better. Reference: Schlett et al. 2022, "Considerations on the evaluation of biometric quality assessment algorithms" (pAUC).
+    Lower is better. Reference: Schlett et al. 2022, "Considerations on the
+    evaluation of biometric quality assessment algorithms" (pAUC).
     """
     ratios = np.linspace(0.0, reject_limit, steps)
     return float(np.trapezoid(erc(scores, is_genuine, pair_quality, fmr, ratios, fixed_threshold), ratios))

@@ -66,7 +66,10 @@ def synthetic_probe_set(seed: int, identities: int, probes_per_identity: int, of
 
 
 def protocol_probe_set(name: str, root: Path) -> ProbeSet:
-    """A gallery/probe protocol (``att-vlr``, ``lfw-vlr`` …) loaded once as tensors, files and crops as it defines them."""
+    """A gallery/probe protocol (``att-vlr``, ``lfw-vlr`` …) loaded once as tensors.
+
+    Files and crops are as the protocol defines them.
+    """
     proto = PROTOCOLS.build(name).load(root)
     if not isinstance(proto, GalleryProbeProtocol):
         raise UserError(

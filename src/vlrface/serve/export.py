@@ -65,7 +65,8 @@ def to_onnx(
     x = torch.zeros(2, 3, preprocessing.size, preprocessing.size, device=next(model.parameters()).device)
     buf = io.BytesIO()
     try:
-        torch.onnx.export(  # the wrapper in eval mode: the exporter restores its mode, and with it the model's, afterwards
+        # the wrapper in eval mode: the exporter restores its mode, and with it the model's, afterwards
+        torch.onnx.export(
             DeployedModel(model, flip).eval(),
             (x,),
             buf,

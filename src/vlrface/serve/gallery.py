@@ -182,7 +182,7 @@ class Gallery:
             s, pos = self._index.search(q, kk)
             valid = pos >= 0  # approximate indexes may return fewer than kk
             scores[:, :kk] = np.where(valid, s, -np.inf)
-            names = np.asarray(self.ids + [""], dtype=object)
+            names = np.asarray([*self.ids, ""], dtype=object)
             ids[:, :kk] = names[np.where(valid, pos, len(self.ids))]
         return scores, ids
 
@@ -293,7 +293,8 @@ class Gallery:
             raise UserError(f"gallery {directory} is damaged or of an unknown format")
         if checkpoint and meta.get("checkpoint") and checkpoint != meta["checkpoint"]:
             raise UserError(
-                f"gallery {directory} was built with another checkpoint ({meta['checkpoint'][:12]}); rebuild it with --build"
+                f"gallery {directory} was built with another checkpoint ({meta['checkpoint'][:12]}); "
+                "rebuild it with --build"
             )
         g = cls(int(meta["dim"]), meta["index"], meta.get("checkpoint") or checkpoint, **meta.get("index_params", {}))
         g.vectors, g.ids, g.quality, g._index = vectors.astype(np.float32), ids, quality.astype(np.float32), index

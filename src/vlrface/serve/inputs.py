@@ -64,7 +64,8 @@ def image_files(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
             raise UserError(f"input not found: {p}")
     if not out:
         raise UserError(
-            f"no images ({', '.join(IMAGE_EXTS)}) in: {' '.join(map(str, inputs))} (a file list is a .txt with one path a line)"
+            f"no images ({', '.join(IMAGE_EXTS)}) in: {' '.join(map(str, inputs))} "
+            "(a file list is a .txt with one path a line)"
         )
     return out
 

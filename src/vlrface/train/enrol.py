@@ -116,9 +116,9 @@ def enrol_shots(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> EnrolResult:
-    """Imprint one head row per identity in ``shots`` after ``base_weight``'s rows, then BN-only fine-tune ``steps`` steps.
+    """Imprint one head row per identity in ``shots`` after ``base_weight``'s rows, then BN-only fine-tune.
 
-    ``steps=0`` is imprinting only. The model is changed in place.
+    The fine-tune runs ``steps`` steps; ``steps=0`` is imprinting only. The model is changed in place.
     """
     head = head or DEFAULT_HEAD
     first = 0 if base_weight is None else len(base_weight)

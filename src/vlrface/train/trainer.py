@@ -137,7 +137,7 @@ class Trainer:
             raise UserError(f"model.init_head={how!r}: choose imprint, or checkpoint with a checkpoint in model.init")
         if init != "sface":  # "sface": the backbone constructor already loaded them
             ckpt = load_checkpoint(init)
-            missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
+            _missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)  # missing: new modules
             if unexpected:
                 raise UserError(f"model.init={init}: weights do not fit model.backbone={self.cfg.model.backbone}")
             if how == "checkpoint":
