@@ -48,7 +48,7 @@ class Registry(Mapping[str, Callable[..., T]], Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))}"
             ) from None
 
-    def get(self, name: str, default: Any = _MISSING) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = _MISSING) -> Any:
         """``self[name]``; without ``default`` an unknown name is a :class:`UserError` listing the choices."""
         if default is not _MISSING and name not in self._items:
             return default

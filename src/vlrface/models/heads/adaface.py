@@ -19,6 +19,8 @@ from .base import MarginSoftmax
 @HEADS.register("adaface")
 class AdaFace(MarginSoftmax):
     eps = 1e-3
+    batch_mean: torch.Tensor  # buffers: EMAs of the batch's norm mean and std
+    batch_std: torch.Tensor
 
     def __init__(
         self,

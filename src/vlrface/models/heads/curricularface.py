@@ -16,6 +16,8 @@ from .base import MarginSoftmax, additive_angular
 
 @HEADS.register("curricularface")
 class CurricularFace(MarginSoftmax):
+    t: torch.Tensor  # buffer: EMA of the mean own-class cosine
+
     def __init__(
         self, embedding_size: int, num_classes: int, scale: float = 64.0, margin: float = 0.5, momentum: float = 0.01
     ) -> None:
