@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "registry": 0,
     "preprocess": 0,
     "config": 0,
+    "safeload": 0,
     "data": 1,
     "models": 2,
     "checkpoint": 3,

@@ -16,10 +16,11 @@ import torch
 
 from . import __version__
 from .config import config_from_dict
-from .errors import UserError
+from .errors import UserError, brief
 from .models import BACKBONES
 from .models.face_model import FaceModel, build_model
 from .preprocess import Preprocessing
+from .safeload import load_tensors
 
 FORMAT = "vlrface-checkpoint-1"
 
@@ -61,23 +62,45 @@ def make_checkpoint(
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict; a missing, empty, truncated, foreign or code-carrying file is a one-line UserError."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt, truncated or not a torch file
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    ckpt = load_tensors(path, what="checkpoint", map_location=map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a vlrface checkpoint (for insightface/AdaFace weights see 'vlrface convert')")
+    config, weights = ckpt.get("config"), ckpt.get("model")
+    if not (isinstance(config, dict) and isinstance(config.get("model"), dict) and isinstance(weights, dict)):
+        raise UserError(f"{path}: a vlrface checkpoint without its model config or weights (damaged?)")
     return ckpt
+
+
+def resolve_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` … → a device this machine has; else a UserError."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{option}={name} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise UserError(f"{option}={name}: vlrface runs on auto, cpu or cuda (mps, xpu where PyTorch has them)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{option}={name} but CUDA is not available on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"{option}={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FaceModel, Preprocessing, dict[str, Any]]:
     """Rebuild the model a checkpoint describes; returns ``(model.eval(), preprocessing, ckpt)``."""
+    device = resolve_device(device)
     ckpt = load_checkpoint(path)
     model = build_model(ckpt["config"]["model"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as e:  # a vlrface header over weights of another shape
+        raise UserError(f"checkpoint {path}: its weights do not fit the model it describes ({brief(e)})") from None
     model.to(device).eval()
     return model, Preprocessing.from_dict(ckpt.get("preprocessing")), ckpt
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,8 +121,11 @@ class EmbeddingCache:
         f = self._file(namespace)
         if not f.is_file():
             return {}
-        with np.load(f) as z:
-            return {k: (e, q) for k, e, q in zip(z["keys"].tolist(), z["emb"], z["quality"])}
+        try:  # allow_pickle=False: a cache file is arrays only, never code
+            with np.load(f, allow_pickle=False) as z:
+                return {k: (e, q) for k, e, q in zip(z["keys"].tolist(), z["emb"], z["quality"])}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged or foreign: a miss, rewritten
+            return {}
 
     def save(self, namespace: str, rows: dict[str, tuple[np.ndarray, float]]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

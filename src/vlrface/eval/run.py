@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_model
+from ..checkpoint import load_model, resolve_device
 from ..data.readers import SkipReport
 from ..errors import UserError
 from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
@@ -49,11 +49,10 @@ def evaluate(
     ``matcher`` (a :data:`~vlrface.eval.matchers.MATCHERS` name) scores the
     gallery per identity; None ranks every gallery image by cosine.
     """
+    device = resolve_device(device)
     match = None if matcher is None else MATCHERS.build(matcher, **(matcher_params or {}))
     match_meta = None if match is None else {"name": matcher, **vars(match)}  # its parameters, before fitting
     proto = PROTOCOLS.build(protocol).load(data)  # validate the layout before loading any weights
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     model, pre, _ = load_model(ckpt, device)
     skips = SkipReport()
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None

@@ -22,16 +22,15 @@ checkpoint with :func:`vlrface.checkpoint.save_model`).
 
 from __future__ import annotations
 
-import pickle
 import re
-import types
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, brief
 from ..preprocess import Preprocessing
+from ..safeload import load_tensors
 from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS
 from .face_model import FaceModel
 from .registries import BACKBONES
@@ -42,46 +41,9 @@ _ADAFACE_RES = {"0": "bn1", "1": "conv1", "2": "bn2", "3": "prelu", "4": "conv2"
 _ADAFACE_HEAD = {"0": "bn2", "3": "fc", "4": "features"}
 
 
-class _Opaque(dict):
-    """Stands in for any non-tensor class in a checkpoint (Lightning hyper-parameters …)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-class _TensorsOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds tensors; every other global becomes :class:`_Opaque`, so no foreign code runs."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch._utils" and name.startswith("_rebuild_"):
-            return getattr(torch._utils, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        if (module, name) in {("collections", "OrderedDict"), ("torch", "Size")}:
-            return super().find_class(module, name)
-        return _Opaque
-
-
-_tensors_only = types.SimpleNamespace(Unpickler=_TensorsOnlyUnpickler, load=pickle.load, __name__="tensors_only")
-
-
 def _read(path: str | Path) -> dict[str, Any]:
-    """``weights_only`` load; Lightning ``.ckpt`` extras that it refuses are read as opaque stubs."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # foreign classes beside the tensors
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tensors_only)
-        except Exception as e:
-            raise UserError(f"cannot read {path} as tensors: {str(e).splitlines()[0][:200]}") from None
-    except Exception as e:  # not a torch file
-        raise UserError(f"cannot read {path} as tensors: {str(e).splitlines()[0][:200]}") from None
+    """Tensors only (:func:`~vlrface.safeload.load_tensors`); Lightning ``.ckpt`` extras become inert stubs."""
+    obj = load_tensors(path, what="weights file", foreign_ok=True)
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a state dict, got {type(obj).__name__}")
     return obj
@@ -111,7 +73,7 @@ def _load_strict(arch: str, sd: dict[str, Any], source: str) -> torch.nn.Module:
     try:
         backbone.load_state_dict(sd, strict=True)
     except RuntimeError as e:  # shape mismatch
-        raise UserError(f"{source} does not fit {arch}: {str(e).splitlines()[-1].strip()[:200]}") from None
+        raise UserError(f"{source} does not fit {arch}: {brief(RuntimeError(str(e).splitlines()[-1]))}") from None
     return backbone
 
 

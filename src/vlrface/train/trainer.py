@@ -21,13 +21,14 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from ..checkpoint import atomic_save, load_checkpoint, make_checkpoint, resolve_device
 from ..config import Config, config_from_dict
 from ..data.datasets import TrainData, build_train_data
 from ..data.degrade import random_vlr
-from ..errors import UserError
+from ..errors import UserError, brief
 from ..models import HEADS, FaceModel, build_model
 from ..preprocess import DEFAULT, Preprocessing
+from ..safeload import load_tensors
 from .distributed import init_distributed, local_batch, local_device, shard_range, wrap_ddp
 from .imprint import class_means, imprint
 from .objective import Objective
@@ -35,14 +36,6 @@ from .optim import build_optimizer, lr_factor, set_lr
 from .partial_fc import PartialFC
 
 Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device={name} but CUDA is not available; use train.device=cpu")
-    return torch.device(name)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -85,8 +78,8 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         # [distributed] torchrun → process group, one GPU per rank (no-op for a single process)
-        self.dist = init_distributed(resolve_device(cfg.train.device))
-        self.device = local_device(resolve_device(cfg.train.device), self.dist)
+        self.dist = init_distributed(resolve_device(cfg.train.device, "train.device"))
+        self.device = local_device(resolve_device(cfg.train.device, "train.device"), self.dist)
         self.out = Path(cfg.out)
         if evaluator is None and cfg.eval.protocols:
             from ..eval.run import training_evaluator
@@ -193,18 +186,33 @@ class Trainer:
         return path
 
     def resume(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.device)
+        """Continue from ``path`` (``OUT/last.pt``); a file that cannot continue *this* run is a UserError."""
+        start_over = f"use a new 'out' folder, or delete {path} to start over"
+        try:
+            ckpt = load_checkpoint(path, map_location=self.device)
+        except UserError as e:
+            raise UserError(f"cannot resume: {e}; {start_over}") from None
+        missing = [k for k in ("objective", "optimizer", "scaler", "step") if k not in ckpt]
+        if missing:
+            raise UserError(f"{path} is not a training checkpoint (it has no {', '.join(missing)}); {start_over}")
         if config_from_dict(ckpt["config"]).model != self.cfg.model:
-            raise UserError(f"{path} was written with a different model config; use a new 'out' folder")
-        self.model.load_state_dict(ckpt["model"])
-        self.objective.load_state_dict(ckpt["objective"])
-        if self.dist.world_size > 1:  # [distributed] this rank's own optimiser state (its shard)
-            self.optimizer.load_state_dict(
-                torch.load(path.parent / f"optimizer.rank{self.dist.rank}.pt", map_location=self.device)
+            raise UserError(f"{path} was written with a different model config; {start_over}")
+        if ckpt.get("num_classes", self.data.num_classes) != self.data.num_classes:
+            raise UserError(
+                f"{path} was trained on {ckpt['num_classes']} classes but this config's data has "
+                f"{self.data.num_classes}; {start_over}"
             )
-        else:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.objective.load_state_dict(ckpt["objective"])
+            if self.dist.world_size > 1:  # [distributed] this rank's own optimiser state (its shard)
+                shard = path.parent / f"optimizer.rank{self.dist.rank}.pt"
+                self.optimizer.load_state_dict(load_tensors(shard, what="optimiser shard", map_location=self.device))
+            else:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scaler.load_state_dict(ckpt["scaler"])
+        except (RuntimeError, KeyError, ValueError) as e:  # shapes or state of another run
+            raise UserError(f"{path} does not fit this run ({brief(e)}); {start_over}") from None
         self.guard.total = ckpt.get("nonfinite_total", 0)
         self.step = int(ckpt["step"])
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -33,6 +33,7 @@ from ..data.degrade import random_vlr
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
 from ..preprocess import DEFAULT, Preprocessing
+from ..safeload import load_tensors
 from .imprint import class_means, imprint
 from .trainer import Trainer, step_seed
 
@@ -120,7 +121,10 @@ class TrunkCache:
     def load(cls, path: str | Path) -> TrunkCache:
         if not Path(path).is_file():
             raise UserError(f"no trunk cache at {path}; build one first (benchmarks/lfw_sface.py run --trunk K)")
-        return cls(**torch.load(path, weights_only=True))
+        state = load_tensors(path, what="trunk cache")
+        if not isinstance(state, dict) or set(state) != {f.name for f in fields(cls)}:
+            raise UserError(f"{path} is not a trunk cache (delete it and build it again)")
+        return cls(**state)
 
     def subset(self, rows: torch.Tensor) -> TrunkCache:
         """The cache of a training set made of these rows (e.g. with validation people held out)."""
