@@ -22,6 +22,7 @@ import socket
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -143,10 +144,10 @@ def side_by_side(root: str, out: Path) -> list[dict]:
         torch.distributed.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     rows = []
     for batch in (128, 512):
-        for fn in (  # bound now: each runs within this iteration, the binding makes that explicit
-            lambda batch=batch: insightface_recipe(root, batch),
-            lambda batch=batch: our_recipe(batch, amp="fp16", channels_last=False, fused=False),
-            lambda batch=batch: our_recipe(batch, amp="bf16", channels_last=True, fused=True),
+        for fn in (
+            partial(insightface_recipe, root, batch),
+            partial(our_recipe, batch, amp="fp16", channels_last=False, fused=False),
+            partial(our_recipe, batch, amp="bf16", channels_last=True, fused=True),
         ):
             rows.append(fn())
             print(json.dumps(rows[-1]), flush=True)

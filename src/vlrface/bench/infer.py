@@ -13,6 +13,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,11 @@ def run(models: list[str], batch_sizes: tuple[int, ...] = (1, 32), seconds: floa
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         for b in batch_sizes:
             x = torch.rand(b, 3, 112, 112) * 2 - 1
-            with torch.inference_mode():  # each lambda runs at once; its defaults bind this iteration's values
-                eager = _median_call(lambda model=model, x=x: model(x), seconds)
+            with torch.inference_mode():
+                eager = _median_call(partial(model, x), seconds)
                 ref = model.infer(x)[0].numpy()
             feed = {"input": x.numpy()}
-            onnx = _median_call(lambda sess=sess, feed=feed: sess.run(None, feed), seconds)
+            onnx = _median_call(partial(sess.run, None, feed), seconds)
             diff = float(np.abs(sess.run(None, feed)[0] - ref).max())
             rows.append(
                 {

@@ -126,7 +126,7 @@ def run(cfg: TrainBench) -> dict[str, object]:
     torch.manual_seed(0)
     model = build_model({"backbone": cfg.model, "pam": cfg.ri, "prm": cfg.ri}).to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
     objective = Objective(
         _head(cfg, model.embedding_size, info), RIConfig(enabled=cfg.ri, ui_every=cfg.ui_every), model.embedding_size
     ).to(device)
@@ -171,15 +171,20 @@ def run(cfg: TrainBench) -> dict[str, object]:
         with autocast():
             objective.refresh(model, ui)
 
+    def one_step(step: int) -> tuple[tuple[float, float, float], list[torch.Tensor]]:
+        """Fetch, degrade and compute one batch, each timed; returns the three times and the batch."""
+        batch: list[torch.Tensor] = []
+        ft = timed(lambda: batch.extend(fetch()), device)
+        dt = timed(lambda: batch.append(degrade(batch[0], step)), device)
+        if step == cfg.warmup:
+            torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
+        ct = timed(lambda: compute(batch[2], batch[1]), device)
+        return (ft, dt, ct), batch
+
     refresh_s = timed(refresh, device) if cfg.ri else 0.0
     fetch_t, degrade_t, compute_t = [], [], []
     for step in range(cfg.warmup + cfg.steps):
-        batch: list[torch.Tensor] = []  # the lambdas below run at once; their defaults bind this step's values
-        ft = timed(lambda batch=batch: batch.extend(fetch()), device)
-        dt = timed(lambda batch=batch, step=step: batch.append(degrade(batch[0], step)), device)
-        if step == cfg.warmup:
-            torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
-        ct = timed(lambda batch=batch: compute(batch[2], batch[1]), device)
+        (ft, dt, ct), batch = one_step(step)
         if step >= cfg.warmup:
             fetch_t.append(ft)
             degrade_t.append(dt)

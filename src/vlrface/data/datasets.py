@@ -167,7 +167,7 @@ class TrainData:
                 decoded = list(pool.map(source.load, index.tolist()))
             ok = [i for i, im in enumerate(decoded) if im is not None]
             self._note_bad([i for i, im in enumerate(decoded) if im is None])
-            self._cache = np.stack([decoded[i] for i in ok]) if ok else None
+            self._cache = np.stack([im for im in decoded if im is not None]) if ok else None
             index = np.array(ok, np.int64)
             self.skips.print_summary()
         if len(index) == 0:
@@ -208,17 +208,19 @@ class TrainData:
         if self._cache is None and self.num_workers > 0:
             return self._lazy_batches(batch_size, start_step, pin_memory)  # the workers read ahead and pin
         items = (
-            self._cached_batches(batch_size, start_step)
+            self._cached_batches(self._cache, batch_size, start_step)
             if self._cache is not None
             else self._lazy_batches(batch_size, start_step, False)
         )
         return prefetch(_pinned(items) if pin_memory else items, self.prefetch)
 
-    def _cached_batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _cached_batches(
+        self, cache: np.ndarray, batch_size: int, start_step: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         step = start_step
         while True:
             rows = self.positions(batch_size, step)
-            yield to_float(self._cache[rows]), torch.from_numpy(self.labels[rows])
+            yield to_float(cache[rows]), torch.from_numpy(self.labels[rows])
             step += 1
 
     def _lazy_batches(
@@ -256,19 +258,21 @@ class TrainData:
         rng = np.random.default_rng((int(seed), 0x0111))
         if self.ui_cfg.folder:
             if self._ui_pool is None:
-                self._ui_pool = self._read_ui_folder()
+                self._ui_pool = self._read_ui_folder(Path(self.ui_cfg.folder))
             pool = self._ui_pool
             return to_float(pool[rng.choice(len(pool), n, replace=n > len(pool))]).to(device)
         rows = rng.choice(len(self.index), n, replace=n > len(self.index))
         if self._cache is not None:
             images = to_float(self._cache[rows])
         else:
-            images = to_float(np.stack([self._source.load(int(i)) for i in self.index[rows]]))
+            ids = self.index[rows].tolist()
+            loaded = [self._source.load(i) for i in ids]
+            self._note_bad([i for i, im in zip(ids, loaded) if im is None])  # as in training, they drop out
+            images = to_float(np.stack([im for im in loaded if im is not None]))
         gen = torch.Generator().manual_seed(int(seed))
         return make_ui(images.to(device), gen, self.ui_cfg.max_px, self.ui_cfg.nonface_fraction)
 
-    def _read_ui_folder(self) -> np.ndarray:
-        root = Path(self.ui_cfg.folder)
+    def _read_ui_folder(self, root: Path) -> np.ndarray:
         if not root.is_dir():
             raise UserError(f"data.ui.folder not found: {root}")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())

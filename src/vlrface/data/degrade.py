@@ -147,9 +147,11 @@ def jpeg(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     out = x.clone()
     for i in torch.nonzero(quality > 0).flatten().tolist():
         arr = (x[i].permute(1, 2, 0).float().cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-        _, buf = cv2.imencode(".jpg", arr[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
-        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
-        out[i] = torch.from_numpy(dec).permute(2, 0, 1).to(x.device, x.dtype) / 255.0
+        ok, buf = cv2.imencode(".jpg", arr[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if dec is None:
+            raise RuntimeError(f"OpenCV's JPEG round trip failed (quality {int(quality[i])})")
+        out[i] = torch.from_numpy(dec[..., ::-1].copy()).permute(2, 0, 1).to(x.device, x.dtype) / 255.0
     return out
 
 

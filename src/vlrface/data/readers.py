@@ -102,7 +102,9 @@ def read_image_folder(root: str | Path, exts: tuple[str, ...] = IMAGE_EXTS) -> I
     if not root.is_dir():
         raise UserError(f"image folder not found: {root}")
     exts = tuple(e.lower() for e in exts)
-    paths, labels, names = [], [], []
+    paths: list[Path] = []
+    labels: list[int] = []
+    names: list[str] = []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
         files = _images_in(d, exts)
         if files:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 SIZE = 112
 SHIFT = 4  # OpenCV fixed-point bits: sub-pixel geometry with integer APIs
@@ -86,7 +87,7 @@ def _ellipse(
     cv2.ellipse(img, _pt(cx, cy), (max(_fx(ax), 1), max(_fx(ay), 1)), angle, start, end, colour, thickness, _AA, SHIFT)
 
 
-def _poly(img: np.ndarray, pts: np.ndarray, colour, thickness: int = -1, closed: bool = True) -> None:
+def _poly(img: np.ndarray, pts: ArrayLike, colour, thickness: int = -1, closed: bool = True) -> None:
     p = np.round(np.asarray(pts, np.float64) * _ONE).astype(np.int32).reshape(-1, 1, 2)
     if thickness < 0:
         cv2.fillPoly(img, [p], colour, _AA, SHIFT)
@@ -157,7 +158,7 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     skin = _palette(SKIN, f("skin_tone")) + rng.uniform(-8, 8, 3)
     hair = _palette(HAIR, f("hair_colour"))
-    img = _background(rng).astype(np.uint8)
+    img: np.ndarray = _background(rng).astype(np.uint8)  # the cv2 warps below return their MatLike
 
     cx, cy = SIZE / 2 + yaw * 0.35, 62.0
     fw, fl = _lerp(f("face_width"), 36, 45), _lerp(f("face_length"), 50, 60)
@@ -256,7 +257,7 @@ def _draw(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         _ellipse(img, ox, oy, w / 2, h / 2, _colour(rng.uniform(0, 255, 3)), angle=rng.uniform(0, 180))
 
     # ---- pose, camera softness, illumination, sensor noise
-    m = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), roll, scale)
+    m: np.ndarray = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), roll, scale)  # float64 [2, 3]
     m[:, 2] += shift
     img = cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     img = cv2.GaussianBlur(img, (0, 0), soft)

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Self
 
 import numpy as np
 import torch
@@ -141,6 +142,14 @@ class EmbeddingCache:
         os.replace(tmp, self._file(namespace))
 
 
+class InferenceModel(Protocol):
+    """What :class:`ModelEmbedder` needs: a :class:`~vlrface.models.FaceModel`, or a module with its ``infer``."""
+
+    def eval(self) -> Self: ...
+
+    def infer(self, x: torch.Tensor, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
 class ModelEmbedder:
     """Batched ``FaceModel`` embeddings (+ PRM quality) with optional flip and cache.
 
@@ -153,7 +162,7 @@ class ModelEmbedder:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: InferenceModel,
         preprocessing: Preprocessing,
         *,
         flip: bool = False,
@@ -182,7 +191,7 @@ class ModelEmbedder:
                 emb = np.zeros((len(images), e.shape[1]), np.float32)
                 qual = None if q is None else np.zeros(len(images), np.float32)
             emb[i : i + len(e)] = e.numpy() * ok[:, None]
-            if qual is not None:
+            if qual is not None and q is not None:  # the model has a PRM: every batch has a q
                 qual[i : i + len(e)] = np.where(ok, q.numpy(), -np.inf)
         return Embedded(emb if emb is not None else np.zeros((0, 0), np.float32), qual)
 

@@ -36,7 +36,11 @@ CHUNK = 256  # probes per block in the chunked identification path
 
 
 # ---------------------------------------------------------------- identities
-def _encode_ids(probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+Ids = Sequence[Hashable] | np.ndarray
+"""Identity labels, one per row: any sequence of hashable values, or a 1-D array; compared by equality."""
+
+
+def _encode_ids(probe_ids: Ids, gallery_ids: Ids) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes with the same equality as the ids; probe ids absent from the gallery get −1."""
     codes: dict[Hashable, int] = {}
     g = np.fromiter((codes.setdefault(i, len(codes)) for i in gallery_ids), np.int64, len(gallery_ids))
@@ -44,7 +48,7 @@ def _encode_ids(probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) 
     return p, g
 
 
-def same_identity(probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> np.ndarray:
+def same_identity(probe_ids: Ids, gallery_ids: Ids) -> np.ndarray:
     """Boolean ``[P, G]``: probe i and gallery item j share an identity (genuine pair)."""
     p, g = _encode_ids(probe_ids, gallery_ids)
     return (p[:, None] == g[None, :]) & (p[:, None] >= 0)
@@ -120,7 +124,7 @@ def _stats_block(s: np.ndarray, mates: np.ndarray) -> ProbeStats:
     )
 
 
-def probe_stats(scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> ProbeStats:
+def probe_stats(scores: np.ndarray, probe_ids: Ids, gallery_ids: Ids) -> ProbeStats:
     """:class:`ProbeStats` from a full score matrix ``[P, G]``."""
     s = np.asarray(scores, dtype=np.float64)
     p, g = _encode_ids(probe_ids, gallery_ids)
@@ -131,9 +135,9 @@ def probe_stats(scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: 
 
 def embedding_probe_stats(
     probe_emb: np.ndarray,
-    probe_ids: Sequence[Hashable],
+    probe_ids: Ids,
     gallery_emb: np.ndarray,
-    gallery_ids: Sequence[Hashable],
+    gallery_ids: Ids,
     chunk: int = CHUNK,
 ) -> ProbeStats:
     """:class:`ProbeStats` from L2-normalised embeddings, ``chunk`` probes at a time (cosine scores).
@@ -159,8 +163,8 @@ def embedding_probe_stats(
 def scored_probe_stats(
     score_fn: Callable[[np.ndarray], np.ndarray],
     probe_emb: np.ndarray,
-    probe_ids: Sequence[Hashable],
-    gallery_ids: Sequence[Hashable],
+    probe_ids: Ids,
+    gallery_ids: Ids,
     chunk: int = CHUNK,
 ) -> ProbeStats:
     """:class:`ProbeStats` from any scorer ``probe rows [c, D] → scores [c, G]``, ``chunk`` probes at a time.
@@ -191,9 +195,7 @@ def map_from_stats(stats: ProbeStats) -> float:
 
 
 # ------------------------------------------------------------ identification
-def cmc(
-    scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable], ranks: Sequence[int] = RANKS
-) -> dict[int, float]:
+def cmc(scores: np.ndarray, probe_ids: Ids, gallery_ids: Ids, ranks: Sequence[int] = RANKS) -> dict[int, float]:
     """Fraction of mated probes whose best mate ranks within ``k`` (ties pessimistic).
 
     Reference: Moon & Phillips 2001, cumulative match characteristic; brute force in tests.
@@ -201,7 +203,7 @@ def cmc(
     return cmc_from_stats(probe_stats(scores, probe_ids, gallery_ids), ranks)
 
 
-def mean_average_precision(scores: np.ndarray, probe_ids: Sequence[Hashable], gallery_ids: Sequence[Hashable]) -> float:
+def mean_average_precision(scores: np.ndarray, probe_ids: Ids, gallery_ids: Ids) -> float:
     """Mean over mated probes of the average precision of their gallery ranking.
 
     Reference: per probe equal to ``sklearn.metrics.average_precision_score`` (Zheng et al. 2015 mAP).
@@ -211,9 +213,9 @@ def mean_average_precision(scores: np.ndarray, probe_ids: Sequence[Hashable], ga
 
 def identification_metrics(
     probe_emb: np.ndarray,
-    probe_ids: Sequence[Hashable],
+    probe_ids: Ids,
     gallery_emb: np.ndarray,
-    gallery_ids: Sequence[Hashable],
+    gallery_ids: Ids,
     ranks: Sequence[int] = RANKS,
 ) -> dict:
     """``{"cmc": {k: rate}, "map": float}`` from L2-normalised embeddings without the full score matrix.
@@ -313,8 +315,8 @@ def dir_from_stats(stats: ProbeStats, fars: Sequence[float] = DIR_FARS) -> dict[
 
 def dir_at_far(
     scores: np.ndarray,
-    probe_ids: Sequence[Hashable],
-    gallery_ids: Sequence[Hashable],
+    probe_ids: Ids,
+    gallery_ids: Ids,
     fars: Sequence[float] = DIR_FARS,
 ) -> dict[float, float]:
     """Share of mated probes identified at rank 1 *and* accepted, at each false-alarm rate.
@@ -330,8 +332,8 @@ def dir_at_far(
 
 def tpir_at_fpir(
     scores: np.ndarray,
-    probe_ids: Sequence[Hashable],
-    gallery_ids: Sequence[Hashable],
+    probe_ids: Ids,
+    gallery_ids: Ids,
     fpirs: Sequence[float] = FPIRS,
     rank: int = 20,
 ) -> dict[float, float]:

@@ -20,7 +20,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -38,6 +38,7 @@ MAX_PAIRS = 5_000_000  # all-pairs verification is reported when probes × galle
 VLR_SIZES: tuple[int | None, ...] = (None, 16, 12, 8)  # None = HR (un-degraded) probes
 OPEN_SET_FRACTION = 0.3  # share of test people held out of the gallery in the -open protocols
 OPEN_SET_SEED = 0
+Identity = str | int  # how protocols name people: folder or file-name ids, SCface's numbers
 
 
 # ------------------------------------------------------------ figures
@@ -161,7 +162,7 @@ class Protocol(ABC):
         self.root: Path | None = None
 
     @abstractmethod
-    def load(self, root: str | Path) -> Protocol: ...
+    def load(self, root: str | Path) -> Self: ...
 
     @abstractmethod
     def run(
@@ -181,9 +182,11 @@ class GalleryProbeProtocol(Protocol):
 
     default_sizes: ClassVar[tuple[int | None, ...]] = (None,)
     gallery: list[Path]
-    gallery_ids: list[Hashable]
+    gallery_ids: list[Identity]
+    probes: list[Path]  # the one "test" setting's probes, unless probe_sets is overridden
+    probe_ids: list[Identity]
 
-    def probe_sets(self) -> dict[str, tuple[list[Path], list[Hashable]]]:
+    def probe_sets(self) -> dict[str, tuple[list[Path], list[Identity]]]:
         """Probe files and ids per native setting (one ``"test"`` setting unless overridden)."""
         return {"test": (self.probes, self.probe_ids)}
 
@@ -206,7 +209,9 @@ class GalleryProbeProtocol(Protocol):
         return out
 
 
-def held_out_people(people: Sequence[Hashable], fraction: float = OPEN_SET_FRACTION, seed: int = OPEN_SET_SEED) -> set:
+def held_out_people(
+    people: Sequence[Identity], fraction: float = OPEN_SET_FRACTION, seed: int = OPEN_SET_SEED
+) -> set[Identity]:
     """The seeded choice of ``round(fraction · n)`` people (of the sorted distinct names) left out of the gallery."""
     names = sorted(set(people))
     chosen = np.random.default_rng(seed).choice(len(names), round(fraction * len(names)), replace=False)
@@ -220,8 +225,8 @@ class OpenSetSplit(GalleryProbeProtocol):
     the choice depends on the names alone, so every model sees the same split.
     """
 
-    def load(self, root: str | Path) -> OpenSetSplit:
-        super().load(root)
+    def load(self, root: str | Path) -> Self:
+        super().load(root)  # type: ignore[safe-super]  # a mixin: super() is AttVLR's or LfwVLR's load (the MRO)
         out = held_out_people(self.gallery_ids)
         keep = [i for i, who in enumerate(self.gallery_ids) if who not in out]
         self.gallery = [self.gallery[i] for i in keep]
@@ -240,7 +245,7 @@ class AttVLR(GalleryProbeProtocol):
     default_sizes = VLR_SIZES
     subjects = range(21, 41)
 
-    def load(self, root: str | Path) -> AttVLR:
+    def load(self, root: str | Path) -> Self:
         images = read_att(self._root(root), self.subjects)
         self.gallery, self.gallery_ids, self.probes, self.probe_ids = [], [], [], []
         for path, y in zip(images.paths, images.labels):
@@ -268,7 +273,7 @@ class LfwVLR(GalleryProbeProtocol):
     default_sizes = VLR_SIZES
     max_probes = 10
 
-    def load(self, root: str | Path) -> LfwVLR:
+    def load(self, root: str | Path) -> Self:
         root = self._root(root)
         _, test = lfw_vlr_split(root)
         people = read_image_folder(root).select(test)
@@ -310,7 +315,7 @@ class TinyFace(GalleryProbeProtocol):
         "rank-1/5/10/20 and mAP"
     )
 
-    def load(self, root: str | Path) -> TinyFace:
+    def load(self, root: str | Path) -> Self:
         base = _subdir_or_self(self._root(root), "Testing_Set")
         folders = {k: _dir(base, k, "TinyFace") for k in ("Probe", "Gallery_Match", "Gallery_Distractor")}
         self.probes = _nonempty(_images(folders["Probe"]), folders["Probe"], "probe")
@@ -318,7 +323,7 @@ class TinyFace(GalleryProbeProtocol):
         distractors = _images(folders["Gallery_Distractor"])
         self.probe_ids = [_prefix_id(p) for p in self.probes]
         self.gallery = match + distractors
-        self.gallery_ids = [_prefix_id(p) for p in match] + [f"distractor:{p.name}" for p in distractors]
+        self.gallery_ids = [*map(_prefix_id, match), *(f"distractor:{p.name}" for p in distractors)]
         return self
 
 
@@ -333,7 +338,7 @@ class SCface(GalleryProbeProtocol):
     cameras = range(1, 6)
     mugshots = "mugshot_frontal_cropped_all"
 
-    def load(self, root: str | Path) -> SCface:
+    def load(self, root: str | Path) -> Self:
         root = self._root(root)
         folder = _dir(root, self.mugshots, "SCface mugshot")
         pattern = re.compile(r"(\d{3})_frontal", re.I)
@@ -342,7 +347,7 @@ class SCface(GalleryProbeProtocol):
         if not gal:
             raise UserError(f"{folder}: no mugshots NNN_frontal.jpg for test IDs 051–130")
         self.gallery, self.gallery_ids = [p for p, _ in gal], [i for _, i in gal]
-        self.distances: dict[str, tuple[list[Path], list[Hashable]]] = {}
+        self.distances: dict[str, tuple[list[Path], list[Identity]]] = {}
         probe = re.compile(r"(\d{3})_cam(\d+)_(\d+)", re.I)
         for d in (1, 2, 3):
             folder = _dir(root, f"surveillance_cameras_distance_{d}", "SCface probe")
@@ -358,7 +363,7 @@ class SCface(GalleryProbeProtocol):
             self.distances[f"d{d}"] = ([p for p, _ in found], [i for _, i in found])
         return self
 
-    def probe_sets(self) -> dict[str, tuple[list[Path], list[Hashable]]]:
+    def probe_sets(self) -> dict[str, tuple[list[Path], list[Identity]]]:
         return self.distances
 
 
@@ -370,7 +375,7 @@ class SurvFaceOpenSet(GalleryProbeProtocol):
         "TPIR20@FPIR 0.3/0.2/0.1"
     )
 
-    def load(self, root: str | Path) -> SurvFaceOpenSet:
+    def load(self, root: str | Path) -> Self:
         base = _subdir_or_self(self._root(root), "Face_Identification_Test_Set")
         folders = {
             k: _dir(base, k, "QMUL-SurvFace identification") for k in ("gallery", "mated_probe", "unmated_probe")
@@ -380,7 +385,7 @@ class SurvFaceOpenSet(GalleryProbeProtocol):
         unmated = _images(folders["unmated_probe"])
         self.gallery_ids = [_prefix_id(p) for p in self.gallery]
         self.probes = mated + unmated
-        self.probe_ids = [_prefix_id(p) for p in mated] + [f"unmated:{p.name}" for p in unmated]
+        self.probe_ids = [*map(_prefix_id, mated), *(f"unmated:{p.name}" for p in unmated)]
         return self
 
 
@@ -389,7 +394,7 @@ class Folders(GalleryProbeProtocol):
     name = "folders"
     description = "generic gallery/ID/*.jpg against probe/ID/*.jpg; probes whose ID has no gallery folder are unmated"
 
-    def load(self, root: str | Path) -> Folders:
+    def load(self, root: str | Path) -> Self:
         root = self._root(root)
         gallery = read_image_folder(_dir(root, "gallery", "gallery"))
         probes = read_image_folder(_dir(root, "probe", "probe"))
@@ -434,7 +439,7 @@ class LfwPairs(PairProtocol):
     description = "LFW-style pairs.txt (name i j = genuine, name1 i name2 j = impostor) over Name/Name_NNNN.jpg"
     crop = "lfw"
 
-    def load(self, root: str | Path) -> LfwPairs:
+    def load(self, root: str | Path) -> Self:
         root = self._root(root)
         lines = [ln.split() for ln in _file(root, "pairs.txt", "pair list").read_text().splitlines() if ln.strip()]
         if lines and len(lines[0]) <= 2 and all(t.isdigit() for t in lines[0]):
@@ -469,7 +474,7 @@ def read_pair_names(path: Path) -> list[tuple[str, str]]:
                 f"{path}: reading .mat needs scipy (pip install scipy) or export the pairs to CSV"
             ) from None
         cells = next(v for k, v in loadmat(str(path)).items() if not k.startswith("__"))
-        return [tuple(str(np.ravel(c)[0]) for c in row[:2]) for row in np.asarray(cells, dtype=object)]
+        return [(str(np.ravel(a)[0]), str(np.ravel(b)[0])) for a, b, *_ in np.asarray(cells, dtype=object)]
     rows = [re.split(r"[,\s]+", ln.strip()) for ln in path.read_text().splitlines() if ln.strip()]
     return [(r[0], r[1]) for r in rows if len(r) >= 2]
 
@@ -482,7 +487,7 @@ class SurvFaceVerification(PairProtocol):
         "TAR@FAR 0.3/0.1/0.01/0.001 and AUC"
     )
 
-    def load(self, root: str | Path) -> SurvFaceVerification:
+    def load(self, root: str | Path) -> Self:
         base = _subdir_or_self(self._root(root), "Face_Verification_Test_Set")
         images = _dir(base, "verification_images", "QMUL-SurvFace")
         lists = {}

@@ -8,8 +8,9 @@ an ``eval`` ``metrics.json`` dict (schema in docs/evaluation.md) into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,8 +27,8 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def plot_cmc(curves: dict[str, dict[int, float]], path: str | Path, title: str = "CMC") -> Path:
-    """Identification rate against rank, one line per label."""
+def plot_cmc(curves: Mapping[str, Mapping[Any, float]], path: str | Path, title: str = "CMC") -> Path:
+    """Identification rate against rank, one line per label; ranks are ints or, read back from JSON, strings."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, c in curves.items():
         ranks = sorted(int(k) for k in c)
@@ -71,7 +72,7 @@ def write_markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]
     return "\n".join(lines) + "\n"
 
 
-def _get(d: dict, *keys):
+def _get(d: Any, *keys: Any) -> Any:
     """Nested lookup tolerant of JSON's string keys; None when absent."""
     for k in keys:
         if not isinstance(d, dict):

@@ -16,7 +16,8 @@ import torch
 from ..checkpoint import load_model, resolve_device
 from ..data.readers import SkipReport
 from ..errors import UserError
-from .embed import EmbeddingCache, ModelEmbedder, RawPixelEmbedder, file_key
+from ..preprocess import Preprocessing
+from .embed import EmbeddingCache, EmbedFn, InferenceModel, ModelEmbedder, RawPixelEmbedder, file_key
 from .matchers import MATCHERS
 from .protocols import PROTOCOLS
 from .report import write_eval_report
@@ -37,7 +38,7 @@ def evaluate(
     probe_sizes: Sequence[int] | None = None,
     flip: bool = False,
     batch_size: int = 64,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     cache_dir: str | Path | None = None,
     baseline: bool = True,
     progress: bool = True,
@@ -56,7 +57,7 @@ def evaluate(
     model, pre, _ = load_model(ckpt, device)
     skips = SkipReport()
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    embedders = {
+    embedders: dict[str, EmbedFn] = {
         "model": ModelEmbedder(
             model,
             pre,
@@ -111,7 +112,7 @@ def training_evaluator(
         )
     loaded = {name: PROTOCOLS.build(name).load(data[name]) for name in protocols}
 
-    def run(model: torch.nn.Module, preprocessing) -> dict:
+    def run(model: InferenceModel, preprocessing: Preprocessing) -> dict:
         embed = ModelEmbedder(model, preprocessing, device=device, progress=False)
         with torch.inference_mode():
             results = {name: proto.run(embed, list(probe_sizes)) for name, proto in loaded.items()}

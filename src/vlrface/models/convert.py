@@ -26,12 +26,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import UserError, brief
 from ..preprocess import Preprocessing
 from ..safeload import load_tensors
-from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS
+from .backbones.iresnet import ADAFACE_DEPTHS, DEPTHS, IResNet
 from .face_model import FaceModel
 from .registries import BACKBONES
 
@@ -60,7 +58,7 @@ def _arch_for(blocks: tuple[int, ...], table: dict[str, tuple[int, int, int, int
     raise UserError(f"{what} with blocks per stage {blocks} matches none of: {', '.join(table)}")
 
 
-def _load_strict(arch: str, sd: dict[str, Any], source: str) -> torch.nn.Module:
+def _load_strict(arch: str, sd: dict[str, Any], source: str) -> IResNet:
     backbone = BACKBONES.build(arch)
     want = set(backbone.state_dict())
     missing = sorted(want - set(sd))
@@ -77,7 +75,7 @@ def _load_strict(arch: str, sd: dict[str, Any], source: str) -> torch.nn.Module:
     return backbone
 
 
-def _as_face_model(backbone: torch.nn.Module) -> tuple[FaceModel, Preprocessing]:
+def _as_face_model(backbone: IResNet) -> tuple[FaceModel, Preprocessing]:
     """Wrap without PAM/PRM; the backbone carries its weights' input convention."""
     return FaceModel(backbone, pam=False, prm=False).eval(), backbone.preprocessing
 

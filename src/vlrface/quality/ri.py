@@ -24,6 +24,7 @@ class RIScorer(EmbeddingScorer):
                 "choose another scorer such as norm or serfiq"
             )
         super().__init__(model)
+        self.prm = model.prm
 
     def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.model.prm(embeddings)  # eval mode: the PRM's dropout is off
+        return self.prm(embeddings)  # eval mode (the scorer's model.eval()): the PRM's dropout is off

@@ -26,6 +26,7 @@ import onnx
 import torch
 
 from ..errors import UserError
+from ..models.face_model import FaceModel
 from ..preprocess import Preprocessing
 from .gallery import atomic_write
 
@@ -36,7 +37,7 @@ MIN_OPSET = 11  # older opsets lack ops the backbones use
 class DeployedModel(torch.nn.Module):
     """``FaceModel`` → ``(embedding,)`` or ``(embedding, quality)``: ONNX outputs must be tensors, never None."""
 
-    def __init__(self, model: torch.nn.Module, flip: bool = False) -> None:
+    def __init__(self, model: FaceModel, flip: bool = False) -> None:
         super().__init__()
         self.model, self.flip = model, flip
 
@@ -45,12 +46,12 @@ class DeployedModel(torch.nn.Module):
         return (emb,) if q is None else (emb, q)
 
 
-def output_names(model: torch.nn.Module) -> list[str]:
+def output_names(model: FaceModel) -> list[str]:
     return ["embedding"] if model.prm is None else ["embedding", "quality"]
 
 
 def to_onnx(
-    model: torch.nn.Module,
+    model: FaceModel,
     preprocessing: Preprocessing = Preprocessing(),
     *,
     opset: int = OPSET,
@@ -69,7 +70,7 @@ def to_onnx(
         torch.onnx.export(
             DeployedModel(model, flip).eval(),
             (x,),
-            buf,
+            buf,  # type: ignore[arg-type]  # f takes a file-like object too (torch.onnx.export's docs)
             input_names=["input"],
             output_names=names,
             dynamic_axes={n: {0: "batch"} for n in ["input", *names]},
@@ -92,7 +93,7 @@ def to_onnx(
 
 
 def export_onnx(
-    model: torch.nn.Module,
+    model: FaceModel,
     path: str | Path,
     preprocessing: Preprocessing = Preprocessing(),
     *,
@@ -112,7 +113,7 @@ def export_onnx(
 
 
 def max_abs_difference(
-    model: torch.nn.Module,
+    model: FaceModel,
     path: str | Path,
     preprocessing: Preprocessing = Preprocessing(),
     *,

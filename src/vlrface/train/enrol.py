@@ -45,7 +45,7 @@ from ..models.face_model import FaceModel
 from ..preprocess import Preprocessing
 from .imprint import class_means, imprint
 
-DEFAULT_HEAD = {"name": "arcface", "kwargs": {}}
+DEFAULT_HEAD: dict[str, Any] = {"name": "arcface", "kwargs": {}}
 
 
 @dataclass

@@ -9,17 +9,30 @@ embedding space instead of at random.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..preprocess import Preprocessing
 
 
+class EmbeddingModel(Protocol):
+    """What :func:`class_means` needs: a :class:`~vlrface.models.FaceModel`, or the trunk cache's ``TopModel``."""
+
+    training: bool
+    embedding_size: int
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 @torch.no_grad()
 def class_means(
-    model: nn.Module,
+    model: EmbeddingModel,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
     preprocessing: Preprocessing,

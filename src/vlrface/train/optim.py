@@ -13,6 +13,7 @@ from torch import nn
 
 from ..config import OptimConfig, ScheduleConfig
 from ..errors import UserError
+from ..models.face_model import FaceModel
 
 
 def lr_factor(step: int, total_steps: int, cfg: ScheduleConfig) -> float:
@@ -30,7 +31,7 @@ def lr_factor(step: int, total_steps: int, cfg: ScheduleConfig) -> float:
     raise UserError(f"unknown schedule.name {cfg.name!r}; choose cosine, step or constant")
 
 
-def build_optimizer(model: nn.Module, objective: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: FaceModel, objective: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """Two parameter groups: the backbone (LR × ``backbone_lr_mult``) and the rest (PAM, PRM, head)."""
     backbone = [p for p in model.backbone.parameters() if p.requires_grad]
     ids = {id(p) for p in backbone}
@@ -39,11 +40,11 @@ def build_optimizer(model: nn.Module, objective: nn.Module, cfg: OptimConfig) ->
         {"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "base_lr": cfg.lr * cfg.backbone_lr_mult},
         {"params": rest, "lr": cfg.lr, "base_lr": cfg.lr},
     ]
-    fused = {"fused": True} if cfg.fused else {}
+    fused = True if cfg.fused else None  # None: torch's default
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     raise UserError(f"unknown optim.name {cfg.name!r}; choose sgd or adamw")
 
 

@@ -104,7 +104,7 @@ class Trainer:
             head = PartialFC(head, self.data.num_classes, cfg.train.partial_fc_rate)
         self.objective = Objective(head, cfg.ri, self.model.embedding_size).to(self.device)
         if cfg.train.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         self.optimizer = build_optimizer(self.model, self.objective, cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.guard = NonFiniteGuard(cfg.train.nan_patience)

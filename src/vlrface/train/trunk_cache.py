@@ -44,8 +44,8 @@ _FEATURES = Preprocessing(mean=0.0, std=1.0)
 def split_backbone(model: FaceModel, start: int) -> tuple[nn.Sequential, nn.Sequential]:
     """``(trunk, top)``: the stem and blocks ``[:start]``, and blocks ``[start:]``."""
     backbone = model.backbone
-    blocks = getattr(backbone, "blocks", None)
-    if blocks is None or not hasattr(backbone, "stem"):
+    blocks, stem = getattr(backbone, "blocks", None), getattr(backbone, "stem", None)
+    if blocks is None or stem is None:
         raise UserError(f"{type(backbone).__name__} has no stem/blocks to split; a frozen trunk needs e.g. sface")
     if not 0 < start <= len(blocks):
         raise UserError(f"trunk start {start} out of range: {type(backbone).__name__} has {len(blocks)} blocks")
@@ -175,6 +175,7 @@ class TrunkCache:
         return cls(start, features, ui)
 
 
+        assert features is not None  # TrainData has at least one image, so at least one step ran
 class CachedTrunkTrainer(Trainer):
     """:class:`Trainer` on a :class:`TrunkCache`: the top trains, the trunk stays as loaded.
 
