@@ -60,6 +60,7 @@ class ModelConfig:
     backbone: str = "iresnet18"
     embedding_size: int = 512
     pam: bool = True
+    pam_mode: str = "residual"  # residual (gated, v_a is the embedding) | branch (the paper's: v_a only feeds L_MSE)
     prm: bool = True
     prm_dropout: float = 0.5
     init: str | None = None  # checkpoint path to start from, or "sface"
@@ -87,6 +88,7 @@ class RIConfig:
     ui_every: int = 50  # steps between UI-centre refreshes
     ema_momentum: float = 0.9
     ui_stats: str = "nearest"  # μ_UI, σ_UI from the UIs' label-free RI (nearest) or the PRM's prediction (prm)
+    div_source: str = "labelled"  # L_ID on the faces' labelled ξ (labelled) or the PRM's ξ̂ (predicted)
     smooth_l1_beta: float = 0.75
 
 

@@ -211,9 +211,16 @@ def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator)
     is a pure function of the generator state (exact resume). All decisions are
     CPU tensors, so the device never synchronises with the host here.
     """
+    return random_vlr_rows(images, cfg, generator)[0]
+
+
+def random_vlr_rows(
+    images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`random_vlr`, and which rows it degraded (bool ``[B]``, CPU): the trainer logs L_ID per HR/VLR."""
     b = images.shape[0]
     if b == 0 or cfg.prob <= 0:
-        return images
+        return images, torch.zeros(b, dtype=torch.bool)
     chosen = torch.rand(b, generator=generator) < cfg.prob
     sizes = torch.randint(cfg.min_size, cfg.max_size + 1, (b,), generator=generator)
     interp = torch.randint(len(cfg.interpolations), (b,), generator=generator)
@@ -231,7 +238,7 @@ def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator)
     seed = int(torch.randint(2**62, (1,), generator=generator))
     idx = torch.nonzero(chosen).flatten()
     if idx.numel() == 0:
-        return images
+        return images, chosen
     names = [cfg.interpolations[k] for k in interp[idx].tolist()]
     dev_idx = idx.to(images.device, non_blocking=True)
     low = degrade(
@@ -244,7 +251,7 @@ def random_vlr(images: torch.Tensor, cfg: VLRConfig, generator: torch.Generator)
         torch.Generator().manual_seed(seed),
         images.shape[-1],
     )
-    return images.index_copy(0, dev_idx, low)
+    return images.index_copy(0, dev_idx, low), chosen
 
 
 def _shuffled_patches(images: torch.Tensor, generator: torch.Generator, grid: int = 4) -> torch.Tensor:
