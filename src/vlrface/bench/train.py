@@ -32,6 +32,7 @@ from ..data.datasets import build_train_data
 from ..data.degrade import make_ui, random_vlr
 from ..errors import UserError
 from ..models import HEADS, build_model
+from ..models.heads.base import MarginSoftmax
 from ..preprocess import DEFAULT
 from ..train import distributed as D
 from ..train.objective import Objective
@@ -102,7 +103,7 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def _head(cfg: TrainBench, dim: int, info: D.DistInfo) -> torch.nn.Module:
+def _head(cfg: TrainBench, dim: int, info: D.DistInfo) -> MarginSoftmax | PartialFC:
     if cfg.partial_fc_rate >= 1 and not info.distributed:
         return HEADS.build(cfg.head, embedding_size=dim, num_classes=cfg.num_classes)
     count = D.shard_range(cfg.num_classes, info.world_size, info.rank)[1]

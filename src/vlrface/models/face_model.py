@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from .backbones.base import Backbone
 from .pam import PAM
 from .prm import PRM
 
@@ -40,7 +41,7 @@ class FaceOutput:
 class FaceModel(nn.Module):
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         pam: bool = True,
         prm: bool = True,
         prm_dropout: float = 0.5,

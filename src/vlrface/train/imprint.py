@@ -14,14 +14,20 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from ..models.face_model import FaceOutput
 from ..preprocess import Preprocessing
 
 
 class EmbeddingModel(Protocol):
-    """What :func:`class_means` needs: a :class:`~vlrface.models.FaceModel`, or the trunk cache's ``TopModel``."""
+    """A :class:`~vlrface.models.FaceModel`, or the trunk cache's ``TopModel`` standing in for one.
+
+    What :func:`class_means` and the objective's UI refresh call.
+    """
 
     training: bool
     embedding_size: int
+
+    def __call__(self, x: torch.Tensor) -> FaceOutput: ...
 
     def eval(self) -> Any: ...
 

@@ -27,9 +27,12 @@ from torch import nn
 
 from ..config import RIConfig
 from ..errors import UserError
-from ..models.face_model import FaceModel, FaceOutput
+from ..models.face_model import FaceOutput
+from ..models.heads.base import MarginSoftmax
 from ..models.ri import RI_FORMS, UICentre, index_diversion_loss, nearest_distances, pam_loss, prm_loss, ri_distances
 from . import distributed as D
+from .imprint import EmbeddingModel
+from .partial_fc import PartialFC
 
 UI_CHUNK = 256
 UI_STATS = ("nearest", "prm")
@@ -37,7 +40,7 @@ DIV_SOURCES = ("labelled", "predicted")
 
 
 class Objective(nn.Module):
-    def __init__(self, head: nn.Module, ri: RIConfig, embedding_size: int, *, prm: bool = True) -> None:
+    def __init__(self, head: MarginSoftmax | PartialFC, ri: RIConfig, embedding_size: int, *, prm: bool = True) -> None:
         """``prm``: whether the model has a PRM (``ri.div_source=predicted`` needs one)."""
         super().__init__()
         self.head = head
@@ -70,7 +73,7 @@ class Objective(nn.Module):
             return loss, logs
         cfg = self.cfg
         # PartialFC returns a compact cosine (own centre, nearest sampled negative) with its own label columns
-        cos_labels = self.head.cosine_labels(labels) if hasattr(self.head, "cosine_labels") else labels
+        cos_labels = self.head.cosine_labels(labels) if isinstance(self.head, PartialFC) else labels
         d_p, d_n, d_ui = ri_distances(out.embedding, head_out.cosine, cos_labels, self.ui.centre)
         ri = self.ri_form(d_p, d_n, d_ui)
         logs["ri"] = float(ri.detach().mean())
@@ -110,18 +113,19 @@ class Objective(nn.Module):
         return l_id, logs
 
     @torch.no_grad()
-    def refresh(self, model: FaceModel, ui_inputs: torch.Tensor) -> None:
+    def refresh(self, model: EmbeddingModel, ui_inputs: torch.Tensor) -> None:
         """Recompute (or EMA-update) ``ū`` and ``μ_UI, σ_UI`` from the current model on UI images."""
         was_training = model.training
         model.eval()
-        embs, preds = [], []
+        chunks: list[torch.Tensor] = []
+        preds: list[torch.Tensor] = []
         for chunk in ui_inputs.split(UI_CHUNK):
             out = model(chunk)
-            embs.append(out.embedding.float())
+            chunks.append(out.embedding.float())
             if out.quality is not None:
                 preds.append(out.quality.float())
         model.train(was_training)
-        embs = torch.cat(embs)
+        embs = torch.cat(chunks)
         centre = self.ui.next_centre(embs, self.cfg.ui_update, self.cfg.ema_momentum)  # what training will use
         self.ui.update(embs, self.ui_ri(embs, preds, centre), self.cfg.ui_update, self.cfg.ema_momentum)
 
@@ -140,7 +144,7 @@ class Objective(nn.Module):
         """
         cosine = F.normalize(embs, dim=1) @ F.normalize(self.head.weight.detach().float(), dim=1).T
         world = D.current().world_size
-        if hasattr(self.head, "cosine_labels") and world > 1:  # PartialFC shard: gather
+        if isinstance(self.head, PartialFC) and world > 1:  # PartialFC shard: gather
             padded = F.pad(cosine, (0, max(0, 2 - cosine.shape[1])), value=-2.0)  # a one-class shard
             local = padded.topk(2, dim=1).values
             cosine = torch.cat(D.all_gather_nograd(local.contiguous()).chunk(world), dim=1)
