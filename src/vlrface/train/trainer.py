@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from ..checkpoint import atomic_save, load_checkpoint, make_checkpoint, resolve_device
 from ..config import Config, config_from_dict
 from ..data.datasets import TrainData, build_train_data
-from ..data.degrade import random_vlr
+from ..data.degrade import random_vlr_rows
 from ..errors import UserError, brief
 from ..models import HEADS, FaceModel, build_model
 from ..preprocess import DEFAULT, Preprocessing
@@ -36,6 +36,8 @@ from .optim import build_optimizer, lr_factor, set_lr
 from .partial_fc import PartialFC
 
 Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
+# per-step logs that summary.json averages: whom L_ID pushes, against which UI statistics
+SUMMARY_KEYS = ("pushed", "pushed_hr", "pushed_vlr", "mu_ui", "sigma_ui", "xi_hat", "id")
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -102,7 +104,8 @@ class Trainer:
         )
         if partial:
             head = PartialFC(head, self.data.num_classes, cfg.train.partial_fc_rate)
-        self.objective = Objective(head, cfg.ri, self.model.embedding_size).to(self.device)
+        has_prm = self.model.prm is not None
+        self.objective = Objective(head, cfg.ri, self.model.embedding_size, prm=has_prm).to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
         self.optimizer = build_optimizer(self.model, self.objective, cfg.optim)
@@ -231,11 +234,12 @@ class Trainer:
         )  # UI generation on the device, like the degradation
         self.objective.refresh(self.model, self.preprocessing.normalize(ui))
 
-    def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Network input for a batch: HR/VLR mix degraded on the device, then normalised."""
-        images = random_vlr(images.to(self.device, non_blocking=True), self.cfg.data.vlr, gen)
+    def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input for a batch: HR/VLR mix degraded on the device, then normalised;
+        and which rows are VLR (bool ``[B]``), for the objective's per-HR/VLR logs."""
+        images, vlr = random_vlr_rows(images.to(self.device, non_blocking=True), self.cfg.data.vlr, gen)
         x = self.preprocessing.normalize(images)
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x, vlr
 
     def batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The training stream, resumable at ``start_step``: made ahead and, for CUDA, pinned, so that
@@ -249,13 +253,13 @@ class Trainer:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed + self.dist.rank)  # [distributed] distinct per rank
         images, labels = local_batch(images, labels, self.dist)  # [distributed] this rank's rows
-        x = self.batch_inputs(images, gen)
+        x, vlr = self.batch_inputs(images, gen)
         labels = labels.to(self.device, non_blocking=True)
         lr = set_lr(self.optimizer, lr_factor(self.step, cfg.train.steps, cfg.schedule))
         self.model.train()
         with self.autocast():
             out = self.forward(x)
-        loss, logs = self.objective(out, labels)
+        loss, logs = self.objective(out, labels, vlr)
         self.optimizer.zero_grad(set_to_none=True)
         if not self.guard.check(loss, self.step):
             return None
@@ -332,4 +336,27 @@ class Trainer:
         final = self.evaluate()
         if final:
             self._log({"step": self.step, "eval": final})
+        self.write_summary(final)
         return final
+
+    def write_summary(self, final: dict[str, Any]) -> dict[str, Any]:
+        """``OUT/summary.json``: the run's L_ID figures — mean and last value over the logged steps of the
+        shares pushed (all, HR, VLR faces), μ_UI and σ_UI — and the final evaluation. Read back from
+        ``log.jsonl``, so a resumed run's summary covers the steps before the interruption too."""
+        summary: dict[str, Any] = {"step": self.step, "eval": final}
+        if not self.dist.is_main:  # [distributed] rank 0's log is the run's (its shards of each batch)
+            return summary
+        by_step: dict[int, dict[str, Any]] = {}
+        log = self.out / "log.jsonl"
+        for line in log.read_text().splitlines() if log.is_file() else []:
+            record = json.loads(line)
+            if "loss" in record and record["step"] <= self.step:
+                by_step[record["step"]] = record  # a step logged again after a resume: the later record
+        records = [by_step[k] for k in sorted(by_step)]
+        for key in SUMMARY_KEYS:
+            values = [r[key] for r in records if key in r]
+            if values:
+                summary[key] = {"mean": sum(values) / len(values), "last": values[-1], "logged_steps": len(values)}
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        return summary

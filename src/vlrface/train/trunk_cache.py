@@ -214,8 +214,8 @@ class CachedTrunkTrainer(Trainer):
             yield rows, torch.from_numpy(self.data.labels[rows.numpy()])
             step += 1
 
-    def batch_inputs(self, rows: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def batch_inputs(self, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         b = rows.shape[0]
         vlr = torch.rand(b, generator=gen) < self.cfg.data.vlr.prob
         variant = torch.where(vlr, torch.randint(1, self.cache.variants, (b,), generator=gen), 0)
-        return self.cache.features[variant, rows].to(self.device).float()
+        return self.cache.features[variant, rows].to(self.device).float(), vlr
