@@ -2,12 +2,16 @@
 
 The schema is a tree of dataclasses, so an unknown key or a wrong type is a
 one-line :class:`UserError` that names the key, not a crash deep in training.
+The values each key accepts (counts ≥ 1, probabilities in [0, 1], names from a
+fixed list …) are declared once, in :data:`CHECKS`, and enforced when a config
+is built; floats must be finite everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +155,114 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# ------------------------------------------------------------------ value checks
+@dataclass(frozen=True)
+class Check:
+    """The values a config key accepts: a number in ``[ge, le]`` (``gt``: strictly above), or one of
+    ``choices``. A list value is checked item by item; ``None`` (an optional key left unset) passes."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def problem(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.gt is not None and not value > self.gt:
+            return f"must be > {self.gt:g}"
+        if self.ge is not None and not value >= self.ge:
+            return f"must be ≥ {self.ge:g}"
+        if self.le is not None and not value <= self.le:
+            return f"must be ≤ {self.le:g}"
+        return None
+
+
+COUNT = Check(ge=1)  # steps, sizes, batch sizes, periods
+NON_NEGATIVE = Check(ge=0)  # offsets, weights, periods where 0 means "off"
+POSITIVE = Check(gt=0)  # real numbers that must be above zero
+PROBABILITY = Check(ge=0, le=1)  # probabilities, fractions, momenta
+INTERPOLATIONS = ("bicubic", "area", "bilinear")  # vlrface.data.degrade.INTERPOLATIONS
+
+# Every range check a config needs, once. Keys the code validates itself against a registry (backbone,
+# head, data.kind, ri.form …) are not repeated here.
+CHECKS: dict[str, Check] = {
+    "seed": NON_NEGATIVE,
+    "data.num_identities": COUNT,
+    "data.images_per_identity": COUNT,
+    "data.identity_offset": NON_NEGATIVE,
+    "data.num_workers": NON_NEGATIVE,
+    "data.prefetch": NON_NEGATIVE,
+    "data.vlr.prob": PROBABILITY,
+    "data.vlr.min_size": COUNT,
+    "data.vlr.max_size": COUNT,
+    "data.vlr.interpolations": Check(choices=INTERPOLATIONS),
+    "data.vlr.blur_prob": PROBABILITY,
+    "data.vlr.noise_std": NON_NEGATIVE,
+    "data.vlr.jpeg_prob": PROBABILITY,
+    "data.ui.size": COUNT,
+    "data.ui.max_px": COUNT,
+    "data.ui.nonface_fraction": PROBABILITY,
+    "model.embedding_size": COUNT,
+    "model.prm_dropout": PROBABILITY,
+    "model.init_head": Check(choices=("imprint", "checkpoint")),
+    "ri.alpha": NON_NEGATIVE,
+    "ri.beta": NON_NEGATIVE,
+    "ri.gamma": NON_NEGATIVE,
+    "ri.ui_every": COUNT,
+    "ri.ema_momentum": PROBABILITY,
+    "ri.smooth_l1_beta": POSITIVE,
+    "optim.name": Check(choices=("sgd", "adamw")),
+    "optim.lr": POSITIVE,
+    "optim.momentum": PROBABILITY,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.backbone_lr_mult": NON_NEGATIVE,
+    "schedule.name": Check(choices=("cosine", "step", "constant")),
+    "schedule.warmup_steps": NON_NEGATIVE,
+    "schedule.milestones": NON_NEGATIVE,
+    "schedule.gamma": POSITIVE,
+    "schedule.min_lr_ratio": PROBABILITY,
+    "train.steps": COUNT,
+    "train.batch_size": COUNT,
+    "train.amp": Check(choices=("none", "bf16", "fp16")),
+    "train.grad_clip": NON_NEGATIVE,
+    "train.log_every": COUNT,
+    "train.eval_every": NON_NEGATIVE,
+    "train.ckpt_every": NON_NEGATIVE,
+    "train.nan_patience": COUNT,
+    "train.partial_fc_rate": Check(gt=0, le=1),
+    "eval.probe_sizes": COUNT,
+}
+# (smaller, larger): the first key's value may not exceed the second's
+ORDERED: list[tuple[str, str]] = [("data.vlr.min_size", "data.vlr.max_size")]
+
+
+def _value(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def check_values(cfg: Config) -> Config:
+    """Enforce :data:`CHECKS` and :data:`ORDERED` on a built config; the first violation is a UserError."""
+    for key, check in CHECKS.items():
+        value = _value(cfg, key)
+        for i, item in enumerate(value if isinstance(value, list) else [value]):
+            problem = check.problem(item)
+            if problem:
+                where = f"{key}[{i}]" if isinstance(value, list) else key
+                raise UserError(f"config key '{where}' {problem}, got {item!r}")
+    for small, large in ORDERED:
+        if _value(cfg, small) > _value(cfg, large):
+            raise UserError(
+                f"config key '{small}' ({_value(cfg, small)}) must not exceed '{large}' ({_value(cfg, large)})"
+            )
+    return cfg
+
+
+# ------------------------------------------------------------------ building
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert ``value`` to the annotated type ``tp``; UserError on mismatch."""
     origin = typing.get_origin(tp)
@@ -180,6 +292,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise UserError(f"config key '{key}' must be true/false, got {value!r}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key '{key}' must be a finite number, got {value!r}")
     if (tp in (int, float, str) and not isinstance(value, tp)) or (isinstance(value, bool) and tp is not bool):
         raise UserError(f"config key '{key}' must be {tp.__name__}, got {value!r}")
     return value
@@ -215,7 +329,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"override {item!r} must look like key=value (e.g. train.steps=100)")
         key, raw = item.split("=", 1)
-        _set_path(tree, key.strip(), yaml.safe_load(raw) if raw else None)
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError as e:
+            raise UserError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+        _set_path(tree, key.strip(), value)
     return tree
 
 
@@ -242,9 +360,13 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """A YAML file (path or shipped name) that must hold a mapping; ``what`` says what it should be."""
     p = resolve_config_path(path)
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"{p}: cannot read it as YAML text ({e.__class__.__name__})") from None
+    if data is None:  # empty, or comments only: not silently "all defaults"
+        raise UserError(f"{p} is empty: {what}")
     if not isinstance(data, dict):
         raise UserError(f"{p}: {what}")
     return data
@@ -258,4 +380,5 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    return build_section(Config, data)
+    """Build and validate: unknown keys, wrong types and values outside :data:`CHECKS` are UserErrors."""
+    return check_values(build_section(Config, data))

@@ -91,6 +91,13 @@ def test_lfw_vlr_split_and_gallery(tmp_path, write_face):
     assert list(res) == ["hr"] and res["hr"]["cmc"][1] == 1.0
 
 
+@pytest.mark.parametrize("name", ["lfw-vlr", "lfw-vlr-open"])
+def test_lfw_vlr_refuses_another_layout(att_root, name):
+    """An ORL/AT&T folder (sK/N.pgm, ≥ 5 images each) is no LFW: it used to be split and reported as 'LFW'."""
+    with pytest.raises(UserError, match=re.escape("not in LFW's layout Name/Name_NNNN.jpg (it has s1/1.pgm)")):
+        load(name, att_root)
+
+
 def test_lfw_vlr_real_counts(shared):
     proto = load("lfw-vlr", shared("lfw"))
     assert len(proto.gallery) == 106 and len(proto.probes) == 727

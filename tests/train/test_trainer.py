@@ -102,7 +102,7 @@ def test_init_head_from_checkpoint_keeps_trained_centres(tmp_path):
     assert torch.equal(t.objective.head.weight.detach(), saved)
     with pytest.raises(UserError, match="no head for these 7 classes"):  # other people: imprint instead
         Trainer(tiny(tmp_path, "ft7", init, "model.init_head=checkpoint", "data.num_identities=7"), progress=False)
-    with pytest.raises(UserError, match=re.escape("model.init_head='copy'")):
+    with pytest.raises(UserError, match=re.escape("'model.init_head' must be one of imprint, checkpoint")):
         Trainer(tiny(tmp_path, "ftx", init, "model.init_head=copy"), progress=False)
 
 

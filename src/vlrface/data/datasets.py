@@ -312,9 +312,7 @@ def _root(cfg: DataConfig) -> Path:
 @DATA_KINDS.register("synth")
 def _synth(cfg: DataConfig, seed: int) -> tuple[Source, None]:
     """Identities ``identity_offset …+num_identities``, ``images_per_identity`` each (synth seed = run seed)."""
-    faces, per = SynthFaces(seed), cfg.images_per_identity
-    if cfg.num_identities < 1 or per < 1:
-        raise UserError("data.num_identities and data.images_per_identity must be ≥ 1")
+    faces, per = SynthFaces(seed), cfg.images_per_identity  # both ≥ 1: vlrface.config.CHECKS
     labels = np.repeat(np.arange(cfg.num_identities), per)
     return Source(labels, cfg.num_identities, lambda i: faces.render(cfg.identity_offset + i // per, i % per)), None
 

@@ -185,8 +185,18 @@ def to_face(img: np.ndarray, crop: str = "default") -> np.ndarray:
 
 # --------------------------------------------------------------- LFW protocol
 def lfw_vlr_split(root: str | Path) -> tuple[list[str], list[str]]:
-    """lfw-vlr (DESIGN.md §4): sorted people with ≥ 5 images, index % 4 == 0 → test; rest → train."""
+    """lfw-vlr (DESIGN.md §4): sorted people with ≥ 5 images, index % 4 == 0 → test; rest → train.
+
+    The folder must be in LFW's layout (``Name/Name_NNNN.jpg``): another data set in an ``ID/image``
+    layout (ORL/AT&T's ``sK/N.pgm`` …) would otherwise be split and reported as if it were LFW.
+    """
     people = read_image_folder(root)
+    for path, y in zip(people.paths, people.labels):
+        if not re.fullmatch(re.escape(people.names[y]) + r"_\d{4}", path.stem):
+            raise UserError(
+                f"{root} is not in LFW's layout Name/Name_NNNN.jpg (it has {path.parent.name}/{path.name}); "
+                "lfw-vlr needs LFW (for ORL/AT&T use att-vlr)"
+            )
     counts = np.bincount(people.labels, minlength=len(people.names))
     pool = sorted(n for n, c in zip(people.names, counts) if c >= LFW_VLR_MIN_IMAGES)
     test = set(pool[::LFW_VLR_TEST_EVERY])

@@ -223,9 +223,7 @@ class Trainer:
     def autocast(self):
         if self.cfg.train.amp == "none":
             return nullcontext()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.train.amp)
-        if dtype is None:
-            raise UserError(f"unknown train.amp {self.cfg.train.amp!r}; choose none, bf16 or fp16")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[self.cfg.train.amp]  # names: config.CHECKS
         return torch.autocast(self.device.type, dtype=dtype)
 
     def refresh_ui(self) -> None:
@@ -308,7 +306,7 @@ class Trainer:
             with progress:
                 task = progress.add_task("train", total=cfg.steps, completed=self.step, info="")
                 while self.step < end:
-                    if ri_on and self.step % max(self.cfg.ri.ui_every, 1) == 0:
+                    if ri_on and self.step % self.cfg.ri.ui_every == 0:
                         self.refresh_ui()
                     t_fetch = time.perf_counter()
                     images, labels = next(batches)
