@@ -45,6 +45,8 @@ PEAK_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "
 
 @dataclass
 class TrainBench:
+    """The settings of one :func:`run` (the options of ``vlrface bench train``)."""
+
     model: str = "iresnet50"
     head: str = "arcface"
     ri: bool = True
@@ -65,6 +67,7 @@ class TrainBench:
 
 
 def peak_tflops(device: torch.device, override: float | None = None) -> float | None:
+    """The device's datasheet dense bf16 peak from :data:`PEAK_TFLOPS` (``override`` wins; None when unknown)."""
     if override:
         return override
     if device.type != "cuda":
@@ -74,6 +77,7 @@ def peak_tflops(device: torch.device, override: float | None = None) -> float | 
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); nothing on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -98,6 +102,7 @@ def matmul_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> float:
 
 
 def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs one call of ``fn`` runs, as ``torch.utils.flop_counter.FlopCounterMode`` counts them."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()

@@ -24,7 +24,8 @@ from . import metrics
 from .embed import load_faces, raw_pixels
 from .protocols import PROTOCOLS, GalleryProbeProtocol
 
-HELD_OUT_OFFSET = 1_000_000  # first synthetic identity of held-out sets: never overlaps training identities
+HELD_OUT_OFFSET = 1_000_000
+"""First synthetic identity of held-out sets: never overlaps the training identities."""
 SIZES: tuple[int | None, ...] = (None, 16, 12, 8)  # None = HR probes
 ERC_FMR = 1e-2
 ERC_REJECT = 0.3
@@ -49,6 +50,7 @@ def _float(images: np.ndarray) -> torch.Tensor:
 
 
 def synthetic_probe_set(seed: int, identities: int, probes_per_identity: int, offset: int) -> ProbeSet:
+    """Synthetic identities ``offset …`` (see :data:`HELD_OUT_OFFSET`): image 0 as gallery, images 1…n as probes."""
     faces = SynthFaces(seed)
     ids = np.arange(offset, offset + identities)
     gallery = faces.batch(ids.tolist(), [0] * identities)
@@ -83,6 +85,9 @@ def protocol_probe_set(name: str, root: Path) -> ProbeSet:
 
 
 def model_embedder(model: torch.nn.Module, pre: Preprocessing, batch: int = 256) -> Embedder:
+    """An :data:`Embedder` for a :class:`~vlrface.models.FaceModel`: its embeddings, with the feature
+    norm (``norm``) and, when the model has a PRM, its prediction (``ri``) as quality scores."""
+
     @torch.no_grad()
     def embed(images: torch.Tensor) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         embs, norms, ri = [], [], []

@@ -112,6 +112,7 @@ def identify(
 
 
 def setting_name(size: int | None) -> str:
+    """A probe setting's name in results: ``"hr"`` for un-degraded probes (``None``), else ``"16px"`` etc."""
     return "hr" if size is None else f"{size}px"
 
 
