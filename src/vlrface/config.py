@@ -36,6 +36,24 @@ class VLRConfig:
 
 
 @dataclass
+class JitterConfig:
+    """Framing jitter of the HR crop, before any VLR degradation; all 0 = off (the default).
+
+    Other pipelines frame faces differently from ours: each image is zoomed by a
+    factor in ``[1 − scale, 1 + scale]``, shifted by up to ``shift`` of its side
+    along each axis and rotated by up to ``rotate`` degrees (uniform draws).
+    """
+
+    scale: float = 0.0
+    shift: float = 0.0
+    rotate: float = 0.0  # degrees
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.scale or self.shift or self.rotate)
+
+
+@dataclass
 class UIConfig:
     """Unrecognisable images: a folder if given, else generated from training data."""
 
@@ -56,6 +74,7 @@ class DataConfig:
     num_workers: int = 0  # DataLoader processes decoding images when the set is too big to keep decoded
     prefetch: int = 2  # batches made ahead of the training step (background thread or per worker)
     vlr: VLRConfig = field(default_factory=VLRConfig)
+    jitter: JitterConfig = field(default_factory=JitterConfig)
     ui: UIConfig = field(default_factory=UIConfig)
 
 

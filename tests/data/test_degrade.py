@@ -197,3 +197,45 @@ def test_make_ui(faces):
     assert high_freq_energy(ui[:n_face]) < 0.5 * high_freq_energy(degrade(x[:n_face], 8))  # ≤ 6 px
     assert high_freq_energy(ui[:n_face]) > 0  # noise and blur, not a flat image
     assert not torch.allclose(ui[n_face], x[n_face], atol=0.05)  # shuffled tiles are not the face
+
+
+def test_jitter_framing_is_seeded_and_zero_is_identity(faces):
+    from vlrface.data.degrade import jitter_framing
+
+    same = jitter_framing(faces, 0.0, 0.0, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(same, faces, atol=1e-4, rtol=0)
+    a = jitter_framing(faces, 0.15, 0.08, 8.0, torch.Generator().manual_seed(1))
+    b = jitter_framing(faces, 0.15, 0.08, 8.0, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == faces.shape and 0 <= float(a.min()) and float(a.max()) <= 1
+    assert float((a - faces).abs().mean()) > 0.01  # it moved the faces
+    assert jitter_framing(faces[:0], 0.15, 0.08, 8.0, torch.Generator()).shape[0] == 0
+
+
+def test_jitter_framing_geometry():
+    """A bright dot moves where a shift / zoom puts it (output → input mapping, centre fixed)."""
+    from vlrface.data.degrade import jitter_framing
+
+    x = torch.zeros(1, 1, 64, 64)
+    x[..., 40:44, 40:44] = 1.0  # off-centre dot at ~(42, 42)
+
+    def centroid(img):
+        ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+        w = img[0, 0]
+        return float((w * ys).sum() / w.sum()), float((w * xs).sum() / w.sum())
+
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(1, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = jitter_framing(x, 0.2, 0.0, 0.0, g)  # zoom only: the dot moves away from / towards the centre
+    zoom = 1 + 0.2 * float(u[0, 0])
+    cy, cx = centroid(out)
+    assert abs((cx - 31.5) - zoom * (41.5 - 31.5)) < 0.6 and abs((cy - 31.5) - zoom * (41.5 - 31.5)) < 0.6
+
+
+def test_random_jitter_off_makes_no_draws(faces):
+    from vlrface.config import JitterConfig
+    from vlrface.data.degrade import random_jitter
+
+    g = torch.Generator().manual_seed(5)
+    assert random_jitter(faces, JitterConfig(), g) is faces
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    assert JitterConfig(rotate=5.0).enabled and not JitterConfig().enabled

@@ -92,6 +92,29 @@ def test_cache_shapes(cache):
     assert not torch.equal(cache.features[0], cache.features[1])  # the VLR copy differs from HR
 
 
+def test_cache_framing_jitter_reframes_every_copy_and_is_seeded(tmp_path):
+    """data.jitter (off by default) re-frames every cached copy, HR included, reproducibly.
+
+    Built at block 2, where the untrained test network's activations are still O(1e-3), not rounding noise.
+    """
+    cfg = _config(tmp_path, "j", ri=True)
+    model = _model()
+    assert not cfg.data.jitter.enabled
+
+    def build():
+        return TrunkCache.build(model, build_train_data(cfg.data, cfg.seed), cfg, start=2, variants=2, batch_size=5)
+
+    def rel(a, b):
+        return float((a.float() - b.float()).norm() / b.float().norm())
+
+    off = build()
+    cfg.data.jitter.scale, cfg.data.jitter.shift, cfg.data.jitter.rotate = 0.15, 0.08, 8.0
+    on, again = build(), build()
+    assert rel(on.features[0], again.features[0]) < 1e-3  # seeded
+    for v in range(2):
+        assert rel(on.features[v], off.features[v]) > 0.1
+
+
 def test_cache_save_load_and_subset(cache, tmp_path):
     cache.save(tmp_path / "c.pt")
     back = TrunkCache.load(tmp_path / "c.pt")

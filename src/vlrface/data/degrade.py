@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import VLRConfig
+from ..config import JitterConfig, VLRConfig
 
 INTERPOLATIONS = ("bicubic", "area", "bilinear")
 BLUR_SIGMA = (0.3, 1.0)  # random_vlr blur, in low-resolution pixels
@@ -252,6 +252,46 @@ def random_vlr_rows(
         images.shape[-1],
     )
     return images.index_copy(0, dev_idx, low), chosen
+
+
+def jitter_framing(
+    images: torch.Tensor,
+    scale: float,
+    shift: float,
+    rotate_deg: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Re-frame each image of ``images`` [B,C,H,W] at random: zoom, shift and rotate.
+
+    Per sample, a zoom factor uniform in ``[1 − scale, 1 + scale]`` (> 1 = the
+    face fills more of the crop), a shift uniform in ``±shift`` of the side
+    along each axis and a rotation uniform in ``±rotate_deg`` degrees about the
+    centre, applied as one affine resampling (bilinear, reflected borders, so a
+    zoomed-out face shows mirrored surroundings rather than black). Four
+    uniform draws per sample are made from the CPU ``generator`` whatever the
+    settings, so the result is a pure function of its state; all zeros is the
+    identity (to float rounding).
+    """
+    b = images.shape[0]
+    u = torch.rand(b, 4, generator=generator) * 2 - 1  # [-1, 1): zoom, dx, dy, angle
+    if b == 0:
+        return images
+    zoom = 1 + scale * u[:, 0]
+    angle = torch.deg2rad(rotate_deg * u[:, 3])
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # output → input sampling coordinates in [-1, 1] units: rotate and scale about the centre, then shift
+    theta = torch.stack(
+        [torch.stack([cos, -sin, 2 * shift * u[:, 1]], 1), torch.stack([sin, cos, 2 * shift * u[:, 2]], 1)], 1
+    ).to(images.device, images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False).clamp(0, 1)
+
+
+def random_jitter(images: torch.Tensor, cfg: JitterConfig, generator: torch.Generator) -> torch.Tensor:
+    """:func:`jitter_framing` with the config's ranges; off (no draws, images as given) when all are 0."""
+    if not cfg.enabled:
+        return images
+    return jitter_framing(images, cfg.scale, cfg.shift, cfg.rotate, generator)
 
 
 def _shuffled_patches(images: torch.Tensor, generator: torch.Generator, grid: int = 4) -> torch.Tensor:

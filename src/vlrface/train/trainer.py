@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from ..checkpoint import atomic_save, load_checkpoint, make_checkpoint, resolve_device
 from ..config import Config, config_from_dict
 from ..data.datasets import TrainData, build_train_data
-from ..data.degrade import random_vlr_rows
+from ..data.degrade import random_jitter, random_vlr_rows
 from ..errors import UserError, brief
 from ..models import HEADS, FaceModel, build_model
 from ..preprocess import DEFAULT, Preprocessing
@@ -233,9 +233,10 @@ class Trainer:
         self.objective.refresh(self.model, self.preprocessing.normalize(ui))
 
     def batch_inputs(self, images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network input for a batch: HR/VLR mix degraded on the device, then normalised;
+        """Network input for a batch: framing jitter (if on), HR/VLR mix degraded on the device, normalised;
         and which rows are VLR (bool ``[B]``), for the objective's per-HR/VLR logs."""
-        images, vlr = random_vlr_rows(images.to(self.device, non_blocking=True), self.cfg.data.vlr, gen)
+        images = random_jitter(images.to(self.device, non_blocking=True), self.cfg.data.jitter, gen)
+        images, vlr = random_vlr_rows(images, self.cfg.data.vlr, gen)
         x = self.preprocessing.normalize(images)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x, vlr
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.progress import track
 from torch import nn
@@ -29,7 +30,7 @@ from torch import nn
 from ..checkpoint import atomic_save
 from ..config import Config
 from ..data.datasets import TrainData
-from ..data.degrade import random_vlr
+from ..data.degrade import random_jitter, random_vlr
 from ..errors import UserError
 from ..models.face_model import FaceModel, FaceOutput
 from ..preprocess import DEFAULT, Preprocessing
@@ -144,7 +145,11 @@ class TrunkCache:
         batch_size: int = 64,
         device: str | torch.device = "cpu",
     ) -> TrunkCache:
-        """Run the trunk of a (pretrained) ``model`` once over ``data`` — as built by ``cfg`` — and the UI set."""
+        """Run the trunk of a (pretrained) ``model`` once over ``data`` — as built by ``cfg`` — and the UI set.
+
+        Variant 0 is the HR image, the others random VLR copies (``cfg.data.vlr`` at ``prob`` 1); with
+        ``cfg.data.jitter`` on, every copy is first re-framed at random (:func:`~vlrface.data.degrade.random_jitter`).
+        """
         if variants < 2:
             raise UserError("a trunk cache needs ≥ 2 variants: the HR image and at least one VLR copy")
         trunk = split_backbone(model, start)[0].to(device).eval()
@@ -158,16 +163,18 @@ class TrunkCache:
             rows = torch.from_numpy(data.positions(batch_size, step))  # the last batch may wrap: rows come again
             if len(rows) != len(images):
                 raise UserError("some training images are unreadable; a trunk cache needs every row (fix the data)")
+            # a wrapped batch may hold a row twice (end of epoch 0, start of epoch 1): keep its first copy, since
+            # writing both in one index_put has no defined winner and made the cache differ from run to run
+            first = torch.from_numpy(np.sort(np.unique(rows.numpy(), return_index=True)[1]))
             for v in range(variants):
-                x = (
-                    images
-                    if v == 0
-                    else random_vlr(images, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
-                )
+                # framing jitter (data.jitter; off by default) on every copy, HR included, from its own stream
+                x = random_jitter(images, cfg.data.jitter, torch.Generator().manual_seed(step_seed(seed + 1, step) + v))
+                if v > 0:
+                    x = random_vlr(x, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
                 f = trunk(pre.normalize(x.to(device))).to(torch.bfloat16).cpu()
                 if features is None:
                     features = torch.empty(variants, n, *f.shape[1:], dtype=torch.bfloat16)
-                features[v, rows] = f
+                features[v, rows[first]] = f[first]
         ui_images = data.ui_images(cfg.data.ui.size, seed=seed + 1)
         ui = torch.cat(
             [trunk(pre.normalize(c.to(device))).to(torch.bfloat16).cpu() for c in ui_images.split(batch_size)]
