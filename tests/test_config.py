@@ -72,6 +72,8 @@ def test_parse_overrides_nests():
         ("ri.tau=.inf", "'ri.tau' must be a finite number"),
         ("data.vlr.interpolations=[bicubic,nearest]", "'data.vlr.interpolations[1]' must be one of"),
         ("data.vlr.min_size=40", "'data.vlr.min_size' (40) must not exceed 'data.vlr.max_size' (32)"),
+        ("data.jitter.scale=0.9", "'data.jitter.scale' must be ≤ 0.5"),
+        ("data.jitter.rotate=-3", "'data.jitter.rotate' must be ≥ 0"),
         ("data.num_identities=0", "'data.num_identities' must be ≥ 1"),
         ("ri.ui_every=0", "'ri.ui_every' must be ≥ 1"),
         ("ri.ema_momentum=2", "'ri.ema_momentum' must be ≤ 1"),

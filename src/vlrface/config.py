@@ -221,6 +221,9 @@ CHECKS: dict[str, Check] = {
     "data.vlr.blur_prob": PROBABILITY,
     "data.vlr.noise_std": NON_NEGATIVE,
     "data.vlr.jpeg_prob": PROBABILITY,
+    "data.jitter.scale": Check(ge=0, le=0.5),  # zoom in [1 − scale, 1 + scale]: must stay well above 0
+    "data.jitter.shift": Check(ge=0, le=0.5),  # of the side
+    "data.jitter.rotate": Check(ge=0, le=180),  # degrees
     "data.ui.size": COUNT,
     "data.ui.max_px": COUNT,
     "data.ui.nonface_fraction": PROBABILITY,
