@@ -179,10 +179,10 @@ class TrunkCache:
         ui = torch.cat(
             [trunk(pre.normalize(c.to(device))).to(torch.bfloat16).cpu() for c in ui_images.split(batch_size)]
         )
+        assert features is not None  # TrainData has at least one image, so at least one step ran
         return cls(start, features, ui)
 
 
-        assert features is not None  # TrainData has at least one image, so at least one step ran
 class CachedTrunkTrainer(Trainer):
     """:class:`Trainer` on a :class:`TrunkCache`: the top trains, the trunk stays as loaded.
 
