@@ -16,7 +16,11 @@ crop) to the lfw-vlr training people (``run --train train+att``).
 ``run`` trains, per seed, the ArcFace baseline and the full RI model from
 ``configs/lfw-vlr-sface.yaml`` (same seed, steps and data), evaluates them,
 off-the-shelf SFace and raw pixels on lfw-vlr and att-vlr at HR/16/12/8 px,
-and writes ``results.json`` and ``results.md`` (mean ± std over seeds).
+and writes ``results.json`` and ``results.md`` (mean ± std over seeds, and for
+each RI variant its paired rank-1 difference to ArcFace with a 95 % bootstrap
+interval over probes and seeds: ``rank1_hits`` keeps every probe's outcome).
+``--only`` picks the models (default ``arcface,ri``; ``ri-predicted``,
+``ri-branch`` and ``ri-paper`` are the issue-16 readings, docs/method.md).
 
 ``run --trunk K --variants V`` is the CPU recipe: the stem and the first K
 blocks stay frozen and their output is computed once per training image for
@@ -41,7 +45,9 @@ from vlrface.checkpoint import load_model
 from vlrface.config import load_config
 from vlrface.data.datasets import build_train_data
 from vlrface.data.readers import ATT_TRAIN_SUBJECTS, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
-from vlrface.eval.embed import ModelEmbedder, RawPixelEmbedder
+from vlrface.eval.embed import ImageSet, ModelEmbedder, RawPixelEmbedder
+from vlrface.eval.metrics import embedding_probe_stats
+from vlrface.eval.paired import paired_bootstrap
 from vlrface.eval.protocols import PROTOCOLS
 from vlrface.models import build_model
 from vlrface.models.backbones.sface import SFACE_PREPROCESSING
@@ -61,7 +67,18 @@ OVERRIDES_CPU = [
 VARIANTS = {
     "arcface": ["model.pam=false", "model.prm=false", "ri.enabled=false"],
     "ri": ["model.pam=true", "model.prm=true", "ri.enabled=true"],
+    # issue 16: the paper's readings (docs/method.md), each judged against ArcFace by the paired bootstrap
+    "ri-predicted": ["model.pam=true", "model.prm=true", "ri.enabled=true", "ri.div_source=predicted"],
+    "ri-branch": ["model.pam=true", "model.prm=true", "ri.enabled=true", "model.pam_mode=branch"],
+    "ri-paper": [
+        "model.pam=true",
+        "model.prm=true",
+        "ri.enabled=true",
+        "ri.div_source=predicted",
+        "model.pam_mode=branch",
+    ],
 }
+DEFAULT_MODELS = ("arcface", "ri")
 
 
 def write_face(path: Path, img, quality: int | None, crop: str = "lfw") -> None:
@@ -114,11 +131,24 @@ def evaluate(embed, data: Path) -> dict:
     }
     out = {}
     for name, proto in sets.items():
-        res = proto.run(embed, SIZES)
-        out[name] = {
-            setting_key(s): {"rank1": r["cmc"][1], "tar@far=1e-2": r["verification"]["tar_at_far"][0.01]}
-            for s, r in res.items()
-        }
+        seen: dict = {}  # "gallery" or probe size → embeddings, to keep each probe's rank-1 hit (paired tests)
+
+        def recording(images: ImageSet, proto=proto, seen=seen):
+            seen["gallery" if images.paths == tuple(proto.gallery) else images.size] = e = embed(images)
+            return e
+
+        out[name] = {}
+        for s, r in proto.run(recording, SIZES).items():
+            key = setting_key(s)
+            probes = seen[None if key == "hr" else int(key.removesuffix("px"))]
+            stats = embedding_probe_stats(probes.emb, proto.probe_ids, seen["gallery"].emb, proto.gallery_ids)
+            hits = (stats.rank == 1).astype(int)
+            assert abs(hits.mean() - r["cmc"][1]) < 1e-9, "per-probe hits disagree with the protocol's rank-1"
+            out[name][key] = {
+                "rank1": r["cmc"][1],
+                "tar@far=1e-2": r["verification"]["tar_at_far"][0.01],
+                "rank1_hits": hits.tolist(),  # per probe, in the protocol's order: paired across models and seeds
+            }
     return out
 
 
@@ -320,7 +350,7 @@ def table(results: dict, seeds: list[int]) -> str:
         "|---|---|" + "---|" * len(SIZES),
     ]
     keys = ["hr" if s is None else f"{s}px" for s in SIZES]
-    for model in ("raw-pixels", "off-the-shelf", "arcface", "ri"):
+    for model in ("raw-pixels", "off-the-shelf", *VARIANTS):
         if not results.get(model):  # a run with --only
             continue
         for set_name in ("lfw-vlr", "att-vlr"):
@@ -333,7 +363,29 @@ def table(results: dict, seeds: list[int]) -> str:
                     sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                     cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
             lines.append(f"| {model} | {set_name} | " + " | ".join(cells) + " |")
+    lines += paired_rows(results, seeds, keys)
     return "\n".join(lines) + "\n"
+
+
+def paired_rows(results: dict, seeds: list[int], keys: list[str]) -> list[str]:
+    """Per RI variant: the paired rank-1 difference (variant − ArcFace) over the seeds both ran, with the
+    95 % bootstrap interval over probes and seeds (``vlrface.eval.paired``); needs per-probe hits."""
+    rows = []
+    base = results.get("arcface", {})
+    for model in VARIANTS:
+        common = [s for s in seeds if s in base and s in results.get(model, {})]
+        if model == "arcface" or not common:
+            continue
+        for set_name in ("lfw-vlr", "att-vlr"):
+            cells = []
+            for k in keys:
+                pair = [[results[m][s][set_name][k].get("rank1_hits") for s in common] for m in (model, "arcface")]
+                if any(h is None for side in pair for h in side):  # results from before hits were kept
+                    cells.append("–")
+                    continue
+                cells.append(str(paired_bootstrap(np.array(pair[0]), np.array(pair[1]))))
+            rows.append(f"| {model} − arcface ({len(common)} seeds) | {set_name} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main() -> None:
@@ -352,7 +404,11 @@ def main() -> None:
     )
     r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
     r.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
-    r.add_argument("--only", default=",".join(VARIANTS), help="models to fine-tune, comma-separated (arcface,ri)")
+    r.add_argument(
+        "--only",
+        default=",".join(DEFAULT_MODELS),
+        help=f"models to fine-tune, comma-separated, from {','.join(VARIANTS)}",
+    )
     r.add_argument("overrides", nargs="*")
     t = sub.add_parser("tune")
     t.add_argument("--data", type=Path, required=True)
