@@ -35,6 +35,7 @@ from .data.datasets import TrainData, build_train_data
 from .errors import UserError
 from .eval.probe_sets import (
     ERC_REJECT,
+    HELD_OUT_OFFSET,
     ProbeSet,
     evaluate,
     model_embedder,
@@ -60,7 +61,7 @@ class SyntheticEval:
     identities: int = 60
     probes_per_identity: int = 5
     seed: int = 0
-    offset: int = 1_000_000
+    offset: int = HELD_OUT_OFFSET
 
 
 @dataclass
