@@ -50,7 +50,7 @@ def split_backbone(model: FaceModel, start: int) -> tuple[nn.Sequential, nn.Sequ
         raise UserError(f"{type(backbone).__name__} has no stem/blocks to split; a frozen trunk needs e.g. sface")
     if not 0 < start <= len(blocks):
         raise UserError(f"trunk start {start} out of range: {type(backbone).__name__} has {len(blocks)} blocks")
-    return nn.Sequential(backbone.stem, *blocks[:start]), nn.Sequential(*blocks[start:])
+    return nn.Sequential(stem, *blocks[:start]), nn.Sequential(*blocks[start:])
 
 
 class TopModel(nn.Module):
