@@ -7,6 +7,8 @@ instead of growing if-chains. It is a read-only mapping
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -55,7 +57,27 @@ class Registry(Mapping[str, Callable[..., T]], Generic[T]):
         return self[name]
 
     def build(self, name: str, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        """``self[name](**kwargs)``; an option the constructor does not take is a :class:`UserError` naming it."""
+        fn = self.get(name)
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # a builtin without a signature: the call decides
+            params = None
+        if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params):
+            takes = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            unknown = sorted(set(kwargs) - set(takes))
+            if unknown:
+                raise UserError(
+                    f"{self.kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+                    f"it takes: {', '.join(takes) or 'none'}"
+                )
+        try:
+            return fn(**kwargs)
+        except TypeError as e:  # an option passed on through **kwargs and refused further down
+            m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+            if m is None:
+                raise
+            raise UserError(f"{self.kind} {name!r} has no option {m.group(1)!r}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -248,3 +248,57 @@ def test_an_announced_oversized_upload_is_drained_unless_huge(ckpt):
     # a client hanging up mid-drain is not a server error
     sent, read, _ = post_asgi(app, 5, length_header=True, disconnect_after=2)
     assert sent[0]["status"] == 413 and read == 3
+
+
+def test_top_k_is_clamped_to_the_gallery_and_capped(ckpt):
+    """top_k=10¹² answered 500 on an empty gallery and 10⁸ cost 17 s and 1.2 GB: now ≤ 1000, clamped to the
+    identities enrolled (an empty gallery answers 'unknown' with no candidates)."""
+    from fastapi.testclient import TestClient
+
+    from vlrface.serve.app import create_app
+    from vlrface.serve.gallery import MAX_TOP_K
+
+    client = TestClient(create_app(ckpt))
+    r = client.post("/identify", params={"top_k": MAX_TOP_K}, files=upload(png(1)))
+    assert r.status_code == 200 and r.json()["unknown"] and r.json()["candidates"] == []
+    for who, seed in (("ann", 1), ("ben", 2)):
+        assert client.post(f"/gallery/{who}", files=upload(png(seed))).status_code == 201
+    r = client.post("/identify", params={"top_k": MAX_TOP_K, "threshold": 0.0}, files=upload(png(1)))
+    assert r.status_code == 200 and [c["identity"] for c in r.json()["candidates"]] == ["ann", "ben"]
+    assert client.post("/identify", params={"top_k": MAX_TOP_K + 1}, files=upload(png(1))).status_code == 422
+
+
+def test_an_enrolment_is_written_and_acknowledged_or_neither(ckpt, tmp_path, monkeypatch):
+    """A failed save used to leave the entry in memory (GET /gallery: 1 entry) and a retry added a duplicate."""
+    from fastapi.testclient import TestClient
+
+    from vlrface.serve.app import create_app
+    from vlrface.serve.gallery import Gallery
+
+    client = TestClient(create_app(ckpt, tmp_path / "g"))
+    assert client.post("/gallery/ann", files=upload(png(1))).status_code == 201
+    write = Gallery._write_snapshot
+
+    def full_disk(self, directory):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Gallery, "_write_snapshot", full_disk)
+    r = client.post("/gallery/ben", files=upload(png(2)))
+    assert r.status_code == 503 and "No space left on device" in r.json()["detail"] and "nothing was enrolled" in r.text
+    r = client.delete("/gallery/ann")
+    assert r.status_code == 503 and "nothing was removed" in r.text
+    listing = client.get("/gallery").json()
+    assert listing["entries"] == 1 and listing["identities"] == {"ann": 1}  # memory = disk
+    monkeypatch.setattr(Gallery, "_write_snapshot", write)
+    assert client.post("/gallery/ben", files=upload(png(2))).json()["entries"] == 1  # the retry: no duplicate
+    assert (
+        Gallery.load(tmp_path / "g").identities == client.get("/gallery").json()["identities"] == {"ann": 1, "ben": 1}
+    )
+    hit = client.post("/identify", params={"threshold": 0.0}, files=upload(png(1))).json()
+    assert hit["identity"] == "ann" and [c["identity"] for c in hit["candidates"]] == ["ann", "ben"]
+
+
+def test_a_gallery_that_is_a_file_is_a_one_line_startup_error(ckpt, tmp_path, cli):
+    (tmp_path / "some_file.jpg").write_bytes(b"\xff\xd8\xff")
+    code, _, err = cli(["serve", "--ckpt", ckpt, "--gallery", tmp_path / "some_file.jpg"])
+    assert code == 2 and err.count("\n") == 1 and "is a file, not a folder" in err

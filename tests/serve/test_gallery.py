@@ -110,7 +110,7 @@ def test_save_load_round_trip(tmp_path, kind):
     for a, b in zip(g.search(probes, 5), h.search(probes, 5)):
         np.testing.assert_array_equal(a, b)
     files = sorted(p.name for p in (tmp_path / "g").iterdir())
-    assert len(files) == 2 and files[0] == "gallery.json" and files[1].startswith("snapshot-")
+    assert len(files) == 3 and files[:2] == [".lock", "gallery.json"] and files[2].startswith("snapshot-")
     assert json.loads((tmp_path / "g/gallery.json").read_text())["entries"] == 23
 
 
@@ -146,3 +146,107 @@ def test_approximate_indexes_have_high_recall(kind, params):
     # near-duplicate probes find themselves
     _, top = g.search(vecs[:20] + 0.01 * unit(rng, 20, 32), 1)
     assert [int(i) for i in top[:, 0]] == list(range(20))
+
+
+@pytest.mark.parametrize("n_ids", [0, 3])
+def test_a_huge_top_k_is_clamped_to_the_identities_not_allocated(n_ids):
+    """top_k = 10¹² used to reach the result arrays (500 on an empty gallery, GBs on a small one)."""
+    g = Gallery(4)
+    if n_ids:
+        g.add(np.eye(4)[:n_ids], list("abc")[:n_ids])
+    (res,) = g.identify(np.eye(4)[:1], k=10**12, threshold=0.0)
+    assert len(res.candidates) == n_ids and res.unknown == (n_ids == 0)
+    with pytest.raises(UserError, match="top-k must be ≥ 1"):
+        g.identify(np.eye(4)[:1], k=0)
+
+
+@pytest.mark.parametrize("bad", [{"threshold": float("nan")}, {"quality_threshold": float("inf")}])
+def test_non_finite_thresholds_are_refused(bad):
+    """threshold=nan made every comparison false: everyone matched."""
+    g = Gallery(4)
+    g.add(np.eye(4), list("abcd"))
+    with pytest.raises(UserError, match="finite"):
+        g.identify(np.eye(4)[:1], **bad)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        (" ann", "leading or trailing spaces"),
+        ("a\x00b", "control or invisible"),
+        ("a\nb", "control or invisible"),
+        ("x" * 201, "at most 200"),
+        (UNKNOWN, "reserved"),
+    ],
+)
+def test_odd_identity_names_are_refused(name, message):
+    g = Gallery(4)
+    with pytest.raises(UserError, match=message):
+        g.add(np.eye(4)[:1], [name])
+    assert len(g) == 0
+    g.add(np.eye(4)[:1], ["Zoë O'Brien-Ünal 2"])  # printable unicode, spaces inside: fine
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_failed_change_is_undone_in_memory(kind, change):
+    """The service saves inside a transaction: when the save fails, memory goes back to what disk holds."""
+    rng = np.random.default_rng(5)
+    g = Gallery(16, index=kind)
+    g.add(unit(rng, 12), [f"id{i % 4}" for i in range(12)])
+    before = (g.vectors.copy(), list(g.ids), g.quality.copy())
+    with pytest.raises(OSError), g.transaction():
+        g.add(unit(rng, 2), ["new", "new"]) if change == "add" else g.remove("id1")
+        raise OSError("disk full")
+    assert len(g) == g._index.ntotal == 12 and g.ids == before[1]
+    np.testing.assert_array_equal(g.vectors, before[0])
+    probes = unit(np.random.default_rng(6), 3)
+    np.testing.assert_array_equal(g.search(probes, 5)[1], _copy(before, kind).search(probes, 5)[1])
+
+
+def _copy(before, kind):
+    h = Gallery(16, index=kind)
+    h.add(before[0], before[1], before[2])
+    return h
+
+
+def test_stale_temp_snapshots_are_removed_on_open_and_save(tmp_path):
+    """A save killed mid-way (kill -9) leaves .snapshot-*.tmp folders and temp gallery.json files."""
+    import fcntl
+
+    g = Gallery(4)
+    g.add(np.eye(4), list("abcd"))
+    g.save(tmp_path)
+
+    def leave_debris():
+        (tmp_path / ".snapshot-dead00000000.tmp").mkdir()
+        (tmp_path / ".snapshot-dead00000000.tmp" / "vectors.npy").write_bytes(b"half")
+        (tmp_path / ".gallery.json.x1y2.tmp").write_text("{")
+        (tmp_path / "snapshot-orphan000000").mkdir()  # renamed into place, gallery.json never pointed at it
+
+    def debris():
+        return sorted(p.name for p in tmp_path.iterdir() if p.name not in {"gallery.json", ".lock"})
+
+    current = json.loads((tmp_path / "gallery.json").read_text())["snapshot"]
+    leave_debris()
+    with open(tmp_path / ".lock") as held:  # a save under way in another process: its temp files stay
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert Gallery.load(tmp_path).ids == list("abcd") and len(debris()) == 4
+    assert Gallery.load(tmp_path).ids == list("abcd")
+    assert debris() == [current]
+    leave_debris()
+    g.save(tmp_path)
+    assert debris() == [json.loads((tmp_path / "gallery.json").read_text())["snapshot"]]
+
+
+def test_a_file_where_the_folder_should_be_is_a_save_error(tmp_path):
+    from vlrface.serve.gallery import SaveError
+
+    (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8")
+    g = Gallery(4)
+    g.add(np.eye(4)[:1], ["a"])
+    with pytest.raises(SaveError, match="is a file, not a gallery folder") as e:
+        g.save(tmp_path / "photo.jpg")
+    assert "\n" not in str(e.value)

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UserError
-from .app import app
+from .app import app, positive
 
 
 def _train(o: dict) -> list[dict]:
@@ -56,24 +56,30 @@ def bench(
     model: str = typer.Option(None, help="train: backbone (iresnet50); infer: one backbone (default both)."),
     head: str = typer.Option("arcface", help="train: margin head."),
     ri: bool = typer.Option(True, "--ri/--no-ri", help="train: full RI objective (PAM, PRM, L_ID) or the head alone."),
-    batch_size: int = typer.Option(128, help="train: batch per GPU."),
-    steps: int = typer.Option(20, help="train: timed steps (after 5 warm-up steps)."),
+    batch_size: int = typer.Option(128, min=1, help="train: batch per GPU."),
+    steps: int = typer.Option(20, min=1, help="train: timed steps (after 5 warm-up steps)."),
     amp: str = typer.Option("bf16", help="train: none | bf16 | fp16."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last"),
     compile: bool = typer.Option(False, "--compile/--no-compile", help="train: torch.compile the model."),
     fused: bool = typer.Option(True, "--fused/--no-fused", help="train: fused optimizer kernel (GPU)."),
-    partial_fc_rate: float = typer.Option(1.0, help="train: PartialFC sample rate (< 1, or torchrun: PartialFC)."),
-    num_classes: int = typer.Option(93_431, help="train: identities in the head."),
-    peak_tflops: float = typer.Option(None, help="train: device peak bf16 TFLOP/s for MFU (default: datasheet)."),
+    partial_fc_rate: float = typer.Option(
+        1.0, max=1.0, callback=positive, help="train: PartialFC sample rate (< 1, or torchrun: PartialFC)."
+    ),
+    num_classes: int = typer.Option(93_431, min=1, help="train: identities in the head."),
+    peak_tflops: float = typer.Option(
+        None,
+        callback=positive,
+        help="train: device peak bf16 TFLOP/s for MFU (default: datasheet).",
+    ),
     data: str = typer.Option(
         "device",
         help="train: device (random images made there) | loader (host TrainData, "
         "read ahead, pinned, copied over: the real input path).",
     ),
-    seconds: float = typer.Option(3.0, help="infer: seconds of timing per case."),
-    probes: int = typer.Option(3_728, help="search: probes (TinyFace: 3,728)."),
-    gallery: int = typer.Option(157_871, help="search: gallery size (TinyFace: 157,871)."),
-    top: int = typer.Option(20, help="search: neighbours per probe."),
+    seconds: float = typer.Option(3.0, callback=positive, help="infer: seconds of timing per case."),
+    probes: int = typer.Option(3_728, min=1, help="search: probes (TinyFace: 3,728)."),
+    gallery: int = typer.Option(157_871, min=1, help="search: gallery size (TinyFace: 157,871)."),
+    top: int = typer.Option(20, min=1, help="search: neighbours per probe."),
     json_out: Path = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Benchmarks: training throughput (GPU), CPU inference (eager vs ONNX Runtime), gallery search."""

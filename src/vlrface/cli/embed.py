@@ -61,8 +61,7 @@ def embed(
     skips = SkipReport()
     emb, q, keep = service.encode_files(files, skips, chunk=4 * batch_size)
     if not keep:
-        skips.print_summary()
-        raise UserError(f"no usable image among {len(files)} input(s); nothing written")
+        raise UserError(f"no usable image among {len(files)} input(s); nothing written ({skips.summary()})")
     has_prm = service.model.prm is not None
     sidecar = out.with_suffix(".json")
     meta = {

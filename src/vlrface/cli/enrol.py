@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .app import app
+from .app import app, finite
 
 
 @app.command()
@@ -15,7 +15,7 @@ def enrol(
     shots: Path = typer.Option(..., help="Folder of the new identities: ID/*.jpg, a few face images each."),
     out: Path = typer.Option(..., help="The new checkpoint (written atomically)."),
     steps: int = typer.Option(20, min=0, help="BN-only fine-tuning steps; 0 = weight imprinting only."),
-    lr: float = typer.Option(1e-3, min=0.0, help="Adam learning rate of the BatchNorm γ/β."),
+    lr: float = typer.Option(1e-3, min=0.0, callback=finite, help="Adam learning rate of the BatchNorm γ/β."),
     batch_size: int = typer.Option(64, min=1),
     max_shots: int = typer.Option(None, min=1, help="Use at most N images per identity (first by file name)."),
     crop: str = typer.Option("default", help="Face crop of the shots: default (resize), lfw, att."),

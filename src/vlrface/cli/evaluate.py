@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import UserError
-from .app import app
+from .app import app, finite
 
 
 @app.command("eval")
@@ -17,7 +17,7 @@ def evaluate(
     ckpt: Path = typer.Option(..., "--ckpt", help="vlrface checkpoint."),
     out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder."),
     probe_size: list[int] = typer.Option(
-        None, "--probe-size", help="Degrade probes to PX (repeatable); default: the protocol's sizes."
+        None, "--probe-size", min=1, help="Degrade probes to PX (repeatable); default: the protocol's sizes."
     ),
     flip: bool = typer.Option(False, "--flip", help="Add the embedding of the mirrored image."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
@@ -31,8 +31,10 @@ def evaluate(
         help="Score gallery identities with: cosine (best image) or nac "
         "(docs/nac.md); default: rank every gallery image by cosine.",
     ),
-    nac_k: int = typer.Option(None, "--nac-k", help="NAC: prototypes in the softmax (default 16)."),
-    nac_temperature: float = typer.Option(None, "--nac-temperature", help="NAC: softmax temperature T (default 1)."),
+    nac_k: int = typer.Option(None, "--nac-k", min=1, help="NAC: prototypes in the softmax (default 16)."),
+    nac_temperature: float = typer.Option(
+        None, "--nac-temperature", min=1e-6, callback=finite, help="NAC: softmax temperature T (default 1)."
+    ),
 ) -> None:
     """Evaluate a checkpoint on a protocol; writes metrics.json, report.md and plots."""
     from ..eval.run import default_cache_dir

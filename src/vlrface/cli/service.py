@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -15,11 +16,17 @@ import typer
 
 from ..data.readers import SkipReport, read_image, read_image_folder
 from ..errors import UserError
-from ..serve.gallery import INDEXES, Gallery
-from ..serve.inputs import image_files
-from .app import app
+from ..serve.gallery import INDEXES, MAX_TOP_K, THRESHOLD_LIMIT, Gallery
+from ..serve.inputs import DEFAULT_MAX_PIXELS, image_files
+from .app import app, finite
 
-_THRESHOLD = typer.Option(0.3, help="Cosine score below which the answer is 'unknown' (tune it on your data).")
+_THRESHOLD = typer.Option(
+    0.3,
+    min=-THRESHOLD_LIMIT,
+    max=THRESHOLD_LIMIT,
+    callback=finite,
+    help="Cosine score below which the answer is 'unknown' (tune it on your data).",
+)
 _DEVICE = typer.Option("cpu", help="Torch device for the model: cpu, cuda, cuda:1 …")
 
 
@@ -43,9 +50,11 @@ def identify(
     probe: list[Path] = typer.Option([], help="Probe image or folder; more may follow as arguments."),
     inputs: list[Path] = typer.Argument(None, help="More probe images or folders.", show_default=False),
     build: Path = typer.Option(None, help="Build (replace) the gallery from an ID/image.jpg folder first."),
-    top: int = typer.Option(5, min=1, help="Candidates per probe."),
+    top: int = typer.Option(5, min=1, max=MAX_TOP_K, help="Candidates per probe."),
     threshold: float = _THRESHOLD,
-    quality_threshold: float = typer.Option(None, help="Flag probes whose quality (PRM) is below this."),
+    quality_threshold: float = typer.Option(
+        None, callback=finite, help="Flag probes whose quality (PRM) is below this."
+    ),
     index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -55,8 +64,8 @@ def identify(
         help="cosine (best entry, via the index) or nac (exact; --threshold then "
         "applies to the top-1 probability, docs/nac.md).",
     ),
-    nac_k: int = typer.Option(16, help="NAC: identity prototypes in the softmax."),
-    nac_temperature: float = typer.Option(1.0, help="NAC: softmax temperature T."),
+    nac_k: int = typer.Option(16, min=1, help="NAC: identity prototypes in the softmax."),
+    nac_temperature: float = typer.Option(1.0, min=1e-6, callback=finite, help="NAC: softmax temperature T."),
 ) -> None:
     """Search probes in a gallery (FAISS); top-K with an 'unknown' threshold and quality flags."""
     from ..eval.matchers import MATCHERS
@@ -115,16 +124,18 @@ def _print_table(rows: list[dict], top: int) -> None:
 @app.command()
 def serve(
     ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
     gallery: Path = typer.Option(None, help="Gallery folder, kept on disk across restarts (default: in memory only)."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos."),
-    max_bytes: int = typer.Option(10 * 2**20, help="Largest accepted upload in bytes."),
-    max_pixels: int = typer.Option(50_000_000, help="Largest accepted image (width × height, read from its header)."),
-    top: int = typer.Option(5, min=1, help="Default candidates per /identify."),
+    max_bytes: int = typer.Option(10 * 2**20, min=1, help="Largest accepted upload in bytes."),
+    max_pixels: int = typer.Option(
+        DEFAULT_MAX_PIXELS, min=1, help="Largest accepted image (width × height, read from its header)."
+    ),
+    top: int = typer.Option(5, min=1, max=MAX_TOP_K, help="Default candidates per /identify."),
     threshold: float = _THRESHOLD,
     quality_threshold: float = typer.Option(
-        None, help="Default for /identify: flag probes whose quality (PRM) is below this."
+        None, callback=finite, help="Default for /identify: flag probes whose quality (PRM) is below this."
     ),
     index: str = typer.Option("flat", help=f"Index for a new gallery: {', '.join(INDEXES.names())}."),
     device: str = _DEVICE,
@@ -135,8 +146,6 @@ def serve(
     from ..serve.app import create_app
 
     INDEXES.get(index)
-    if gallery is None:
-        typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
     web = create_app(
         ckpt,
         gallery,
@@ -149,7 +158,24 @@ def serve(
         index=index,
         device=device,
     )
+    if gallery is None:
+        typer.echo("vlrface: warning: no --gallery DIR: enrolments live in memory and are lost at exit", err=True)
+    else:
+        _writable_folder(gallery)
     uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+def _writable_folder(folder: Path) -> None:
+    """A gallery folder must be a folder we can write (created if missing): found at startup, not at the
+    first enrolment."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--gallery {folder} is a file, not a folder: give a folder (created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"--gallery {folder} cannot be written: {e.strerror or e}") from None
 
 
 @app.command()

@@ -94,6 +94,8 @@ def read_landmarks(path: str | Path) -> list[tuple[Path, np.ndarray]]:
             if len(fields) != 11:
                 raise ValueError
             points = np.array([float(v) for v in fields[1:]], dtype=np.float64).reshape(5, 2)
+            if not np.isfinite(points).all():
+                raise ValueError
         except ValueError:
             raise UserError(
                 f"{path}:{n}: expected 'IMAGE x1 y1 x2 y2 x3 y3 x4 y4 x5 y5', got {line.strip()[:80]!r}"

@@ -25,18 +25,18 @@ import cv2
 import numpy as np
 import torch
 
-from ..checkpoint import load_model
+from ..checkpoint import load_model, resolve_device
 from ..data.align import YuNetDetector
 from ..data.readers import SkipReport
 from ..errors import NoFaceError, UserError
-from .gallery import Gallery, Identification
-from .inputs import read_faces
+from .gallery import MAX_TOP_K, THRESHOLD_LIMIT, Gallery, Identification, SaveError, check_identity
+from .inputs import DEFAULT_MAX_PIXELS, read_faces
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 DEFAULT_MAX_BYTES = 10 * 2**20  # uploads above this get 413
-DEFAULT_MAX_PIXELS = 50_000_000  # images whose header announces more get 413 before decoding (8K photos pass)
+DECODE_SLOTS = 4  # images decoded at once, whatever the number of requests: bounds the decoding memory
 MULTIPART_SLACK = 64 * 2**10  # multipart headers around the file, allowed on top of the limit
 # An oversized upload up to this many times the limit is read and dropped before the 413: a server that
 # answers and closes with the body unread makes the kernel reset the connection, and the client may see
@@ -71,10 +71,13 @@ class FaceService:
     ) -> None:
         """``rebuild=True`` starts an empty gallery that replaces the saved one at the next save;
         ``flip`` adds the mirrored image's embedding (see :meth:`FaceModel.infer`)."""
-        self.model, self.preprocessing, _ = load_model(ckpt, device)
-        self.device, self.flip, self.batch_size = device, flip, batch_size
-        self.checkpoint = checkpoint_hash(ckpt)
         self.gallery_dir = Path(gallery_dir) if gallery_dir else None
+        if self.gallery_dir and self.gallery_dir.exists() and not self.gallery_dir.is_dir():
+            raise UserError(f"gallery {self.gallery_dir} is a file, not a folder: give a folder (created if missing)")
+        self.device = resolve_device(device)
+        self.model, self.preprocessing, _ = load_model(ckpt, self.device)
+        self.flip, self.batch_size = flip, batch_size
+        self.checkpoint = checkpoint_hash(ckpt)
         if self.gallery_dir and Gallery.exists(self.gallery_dir) and not rebuild:
             self.gallery = Gallery.load(self.gallery_dir, checkpoint=self.checkpoint)
         else:
@@ -146,15 +149,20 @@ class FaceService:
             return self.gallery.identify(emb, k, threshold, quality, quality_threshold)
 
     def enrol(self, identities: list[str], faces: list[np.ndarray]) -> np.ndarray:
-        """Add faces under the given identities and persist; returns their quality."""
+        """Add faces under the given identities and persist; returns their quality.
+
+        All or nothing: when the save fails (:class:`~vlrface.serve.gallery.SaveError`) the entries
+        are taken out of memory again, so memory and disk agree and a retry adds no duplicate.
+        """
         emb, q = self.encode(faces)
-        with self.lock:
+        with self.lock, self.gallery.transaction():
             self.gallery.add(emb, identities, q)
             self.save()
         return q
 
     def remove(self, identity: str) -> int:
-        with self.lock:
+        """Remove an identity's entries and persist; all or nothing, like :meth:`enrol`."""
+        with self.lock, self.gallery.transaction():
             n = self.gallery.remove(identity)
             if n:
                 self.save()
@@ -225,7 +233,9 @@ def create_app(
 
     ``index`` applies to a new gallery only; a saved one keeps the index it was built with.
     """
-    from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+    from typing import Annotated
+
+    from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
     from fastapi.responses import JSONResponse
     from starlette.requests import ClientDisconnect
 
@@ -234,8 +244,12 @@ def create_app(
         if isinstance(ckpt, FaceService)
         else FaceService(ckpt, gallery_dir, align=align, index=index, device=device)
     )
-    app = FastAPI(title="vlrface", summary="VLR face embedding, quality (RI) and identification")
+    # no redirect_slashes: "POST /gallery/" (an empty name) must be an error, not a 307 to GET /gallery
+    app = FastAPI(
+        title="vlrface", summary="VLR face embedding, quality (RI) and identification", redirect_slashes=False
+    )
     app.state.service = service
+    decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
     class BodyLimit:
         """Counts body bytes as they arrive: a chunked upload (no Content-Length) stops at the limit
@@ -288,16 +302,23 @@ def create_app(
                 415, f"'{image.filename}' is not a decodable image: JPEG, PNG, BMP or PNM (PGM/PPM) expected"
             )
         if size[0] * size[1] > max_pixels:
-            raise HTTPException(413, f"image too large: {size[0]}×{size[1]} pixels, limit {max_pixels:,}")
-        img = decode_upload(data)
-        if img is None:
             raise HTTPException(
-                415, f"'{image.filename}' is not a decodable image: its header is fine but the data is damaged"
+                413,
+                f"image too large: {size[0]}×{size[1]} pixels, limit {max_pixels:,} "
+                "(send a face crop or a smaller photo)",
             )
-        try:
-            return service.face(img)
-        except NoFaceError as e:
-            raise HTTPException(422, str(e)) from None
+        if not (size[0] and size[1]):
+            raise HTTPException(415, f"'{image.filename}' announces an empty image ({size[0]}×{size[1]} pixels)")
+        with decoding:
+            img = decode_upload(data)
+            if img is None:
+                raise HTTPException(
+                    415, f"'{image.filename}' is not a decodable image: its header is fine but the data is damaged"
+                )
+            try:
+                return service.face(img)
+            except NoFaceError as e:
+                raise HTTPException(422, str(e)) from None
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -312,13 +333,11 @@ def create_app(
     @app.post("/identify")
     def identify(
         image: UploadFile = File(...),
-        top_k: int = top,
-        threshold: float = threshold,
-        quality_threshold: float | None = quality_threshold,
+        top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = top,
+        threshold: Annotated[float, Query(ge=-THRESHOLD_LIMIT, le=THRESHOLD_LIMIT, allow_inf_nan=False)] = threshold,
+        quality_threshold: Annotated[float | None, Query(allow_inf_nan=False)] = quality_threshold,
         embedding: bool = False,
     ) -> dict[str, Any]:
-        if top_k < 1:
-            raise HTTPException(400, "top_k must be ≥ 1")
         emb, q = service.encode([read_face(image)])
         res = service.search(emb, q, top_k, threshold, quality_threshold)[0].to_dict()
         res["quality"] = _num(res["quality"])
@@ -334,16 +353,29 @@ def create_app(
 
     @app.post("/gallery/{identity}", status_code=201)
     def enrol(identity: str, image: UploadFile = File(...)) -> dict[str, Any]:
+        try:
+            check_identity(identity)  # before the image is read
+        except UserError as e:
+            raise HTTPException(400, str(e)) from None
         face = read_face(image)
         try:
             q = service.enrol([identity], [face])
+        except SaveError as e:  # the server's disk, not the request: nothing was enrolled, a retry is safe
+            raise HTTPException(503, f"{e}; nothing was enrolled") from None
         except UserError as e:
             raise HTTPException(400, str(e)) from None
         return {"identity": identity, "entries": service.gallery.identities.get(identity, 0), "quality": _num(q[0])}
 
+    @app.api_route("/gallery/", methods=["POST", "DELETE"], include_in_schema=False)
+    def no_name() -> None:
+        raise HTTPException(400, "the identity name is empty: use /gallery/NAME")
+
     @app.delete("/gallery/{identity}")
     def remove(identity: str) -> dict[str, Any]:
-        n = service.remove(identity)
+        try:
+            n = service.remove(identity)
+        except SaveError as e:
+            raise HTTPException(503, f"{e}; nothing was removed") from None
         if not n:
             raise HTTPException(404, f"identity '{identity}' is not in the gallery")
         return {"identity": identity, "removed": n}

@@ -30,7 +30,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,22 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import UserError
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process lock, one writer is up to the user
+    fcntl = None  # type: ignore[assignment]
+
+from ..errors import UserError, brief
 from ..eval.matchers import Matcher
 from ..registry import Registry
 
 FORMAT = "vlrface-gallery-1"
 META = "gallery.json"
+LOCK = ".lock"  # flock'ed by a writer while it saves (and by a reader that cleans up after a crashed save)
 UNKNOWN = "unknown"
+MAX_IDENTITY_CHARS = 200
+MAX_TOP_K = 1000  # candidates a caller may ask for (HTTP top_k, identify --top); answers hold ≤ identities anyway
+THRESHOLD_LIMIT = 2.0  # |threshold| beyond this is a typo: scores are cosines ([-1, 1]) or probabilities ([0, 1])
 IVF_MIN_TRAIN = 1024  # k-means wants ~39 points per list; below this exact search is used
 INDEXES: Registry = Registry("gallery index")
 
@@ -94,6 +104,25 @@ class Identification:
         }
 
 
+class SaveError(UserError):
+    """The gallery could not be written (disk full, not a folder, no permission); memory is left unchanged."""
+
+
+def check_identity(name: str) -> str:
+    """An identity name the gallery accepts: 1–200 printable characters, no surrounding spaces, not ``unknown``."""
+    if not name.strip():
+        raise UserError("the identity name is empty")
+    if len(name) > MAX_IDENTITY_CHARS:
+        raise UserError(f"identity name of {len(name)} characters; at most {MAX_IDENTITY_CHARS}")
+    if not name.isprintable():
+        raise UserError(f"identity name {name!r} holds control or invisible characters")
+    if name != name.strip():
+        raise UserError(f"identity name {name!r} has leading or trailing spaces")
+    if name == UNKNOWN:
+        raise UserError(f"'{UNKNOWN}' is reserved for probes below the threshold; pick another identity name")
+    return name
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(np.atleast_2d(np.asarray(x, dtype=np.float32)))
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -140,13 +169,13 @@ class Gallery:
         """Enrol entries; embeddings are L2-normalised here, ``quality`` defaults to NaN (unknown)."""
         emb = _normalise(embeddings)
         ids = [str(i) for i in ids]
+        for name in dict.fromkeys(ids):  # each distinct name once
+            check_identity(name)
         q = np.full(len(ids), np.nan, np.float32) if quality is None else np.asarray(quality, np.float32).reshape(-1)
         if emb.shape[1] != self.dim:
             raise UserError(f"embedding size {emb.shape[1]} does not match the gallery's {self.dim}")
         if not (len(emb) == len(ids) == len(q)):
             raise ValueError(f"{len(emb)} embeddings, {len(ids)} ids and {len(q)} quality scores")
-        if UNKNOWN in ids:
-            raise UserError(f"'{UNKNOWN}' is reserved for probes below the threshold; pick another identity name")
         self.vectors = np.concatenate([self.vectors, emb])
         self.ids += ids
         self.quality = np.concatenate([self.quality, q])
@@ -166,6 +195,23 @@ class Gallery:
             self.quality = self.quality[keep]
             self._index = self._build(self.vectors)
         return removed
+
+    @contextmanager
+    def transaction(self) -> Iterator[Gallery]:
+        """Changes made inside are undone when the block raises (e.g. the save after an enrolment failed),
+        so memory never holds what the disk does not."""
+        vectors, ids, quality, index = self.vectors, list(self.ids), self.quality, self._index
+        try:
+            yield self
+        except BaseException:
+            changed = self._index
+            self.vectors, self.ids, self.quality, self._index = vectors, ids, quality, index
+            if changed is index and index.ntotal != len(ids):  # entries were added to the old index in place
+                try:
+                    index.remove_ids(faiss.IDSelectorRange(len(ids), index.ntotal))
+                except RuntimeError:  # HNSW cannot remove: rebuild from the vectors, the source of truth
+                    self._index = self._build(self.vectors)
+            raise
 
     def search(self, probes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` entries per probe: ``scores [P,k]`` (cosine) and ``ids [P,k]`` (object array).
@@ -204,6 +250,10 @@ class Gallery:
         a probe whose quality is below ``quality_threshold`` is flagged
         ``low_quality`` (still searched: the flag is advice, not a verdict).
         """
+        if k < 1:
+            raise UserError(f"top-k must be ≥ 1, got {k}")
+        if not math.isfinite(threshold) or (quality_threshold is not None and not math.isfinite(quality_threshold)):
+            raise UserError(f"thresholds must be finite numbers, got {threshold} and {quality_threshold}")
         if matcher is None or not len(self):
             ranked = self._ranked(probes, k)
         else:
@@ -218,9 +268,15 @@ class Gallery:
         return out
 
     def _ranked(self, probes: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """Per probe, the top-``k`` identities by their best entry's cosine (index search)."""
-        per_id = max(self.identities.values(), default=1)
-        scores, ids = self.search(probes, min(len(self), k * per_id) or k)
+        """Per probe, the top-``k`` identities by their best entry's cosine (index search).
+
+        ``k`` is clamped to the number of identities, so no array is larger than the gallery.
+        """
+        counts = self.identities
+        k = min(k, len(counts))
+        if not k:  # empty gallery: no candidates (the probes' size is still checked)
+            return [[] for _ in self.search(probes, 0)[0]]
+        scores, ids = self.search(probes, min(len(self), k * max(counts.values())))
         ranked = []
         for p in range(len(scores)):
             seen: dict[str, float] = {}
@@ -246,9 +302,23 @@ class Gallery:
         }
 
     def save(self, directory: str | Path) -> None:
-        """Write a fresh snapshot, then atomically point ``gallery.json`` at it; old snapshots go."""
+        """Write a fresh snapshot, then atomically point ``gallery.json`` at it; old snapshots go.
+
+        A :class:`SaveError` (one line) when the folder cannot be written; the previous gallery on
+        disk is then untouched. Temp snapshots left by a save that was killed are removed first.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            if directory.exists() and not directory.is_dir():
+                raise NotADirectoryError(f"{directory} is a file, not a gallery folder")
+            directory.mkdir(parents=True, exist_ok=True)
+            with _writer_lock(directory, wait=True):
+                _remove_stale(directory, keep=None)
+                self._write_snapshot(directory)
+        except OSError as e:
+            raise SaveError(f"cannot save the gallery in {directory}: {brief(e)}") from None
+
+    def _write_snapshot(self, directory: Path) -> None:
         snap = f"snapshot-{uuid.uuid4().hex[:12]}"
         tmp = directory / f".{snap}.tmp"
         tmp.mkdir()
@@ -264,9 +334,7 @@ class Gallery:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for old in directory.glob("snapshot-*"):
-            if old.name != snap:
-                shutil.rmtree(old, ignore_errors=True)
+        _remove_stale(directory, keep=snap)
 
     @classmethod
     def exists(cls, directory: str | Path) -> bool:
@@ -278,19 +346,34 @@ class Gallery:
         directory = Path(directory)
         if not cls.exists(directory):
             raise UserError(f"no gallery in {directory} (build one with --build FOLDER or enrol entries)")
-        try:
+        try:  # allow_pickle=False: the arrays are plain numbers, never code
             meta = json.loads((directory / META).read_text())
-            snap = directory / meta["snapshot"]
+            snap = directory / Path(meta["snapshot"]).name
             ids = json.loads((snap / "ids.json").read_text())
-            vectors = np.load(snap / "vectors.npy")
-            quality = np.load(snap / "quality.npy")
+            vectors = np.load(snap / "vectors.npy", allow_pickle=False)
+            quality = np.load(snap / "quality.npy", allow_pickle=False)
             index = faiss.deserialize_index(np.fromfile(snap / "index.faiss", dtype=np.uint8))
-        except (OSError, KeyError, ValueError, RuntimeError) as e:
-            raise UserError(
-                f"gallery {directory} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-            ) from None
-        if meta.get("format") != FORMAT or not (len(ids) == len(vectors) == len(quality) == index.ntotal):
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, EOFError) as e:
+            raise UserError(f"gallery {directory} is damaged ({type(e).__name__}: {brief(e, 120)})") from None
+        shapes_ok = (
+            isinstance(meta, dict)
+            and isinstance(ids, list)
+            and all(isinstance(i, str) for i in ids)
+            and isinstance(vectors, np.ndarray)
+            and isinstance(quality, np.ndarray)
+            and vectors.ndim == 2
+            and vectors.shape[1] == meta.get("dim")
+            and index.d == meta.get("dim")
+        )
+        if (
+            meta.get("format") != FORMAT
+            or not shapes_ok
+            or not (len(ids) == len(vectors) == len(quality) == index.ntotal)
+        ):
             raise UserError(f"gallery {directory} is damaged or of an unknown format")
+        with _writer_lock(directory, wait=False) as unlocked:  # no save under way: clear a crashed save's leftovers
+            if unlocked:
+                _remove_stale(directory, keep=snap.name)
         if checkpoint and meta.get("checkpoint") and checkpoint != meta["checkpoint"]:
             raise UserError(
                 f"gallery {directory} was built with another checkpoint ({meta['checkpoint'][:12]}); "
@@ -306,6 +389,47 @@ def _matcher_ranked(matcher: Matcher, probes: np.ndarray, k: int) -> list[list[t
     scores = matcher.scores(_normalise(probes))
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [[(str(matcher.identities[j]), float(scores[p, j])) for j in row] for p, row in enumerate(order)]
+
+
+@contextmanager
+def _writer_lock(directory: Path, wait: bool) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``directory/.lock`` (one writer at a time, across processes); yields whether
+    it was got. A folder that cannot hold the lock file (read-only) yields False: nobody saves there."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if wait:
+            raise
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError:
+            if wait:
+                raise
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_stale(directory: Path, keep: str | None) -> None:
+    """Leftovers of saves killed mid-way: temp snapshots (``.snapshot-*.tmp``), temp ``gallery.json``
+    files, and snapshot folders other than ``keep`` (None: leave complete snapshots alone).
+    Call it holding the writer lock."""
+    for path in directory.glob(".snapshot-*.tmp"):
+        shutil.rmtree(path, ignore_errors=True)
+    for path in directory.glob(f".{META}.*.tmp"):
+        path.unlink(missing_ok=True)
+    if keep is not None:
+        for path in directory.glob("snapshot-*"):
+            if path.name != keep:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _write(path: Path, write: Callable[[Any], Any]) -> None:

@@ -24,6 +24,11 @@ from ..data.readers import IMAGE_EXTS, SkipReport, read_image
 from ..errors import NoFaceError, UserError
 
 LIST_EXTS = (".txt",)
+# Largest image the HTTP service decodes (width × height, read from the header before decoding): 4096² =
+# 16.8 MP. A face needs 112 px and YuNet looks at 640 px, so a 12–16 MP phone photo is already far more than
+# enough; decoding one costs ~100 MB. Larger images only cost memory (a 7000² PNG bomb: ~50 kB sent, ~300 MB
+# decoded), so they get 413 unless `vlrface serve --max-pixels` says otherwise.
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
 def read_file_list(path: Path) -> list[Path]:

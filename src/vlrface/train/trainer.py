@@ -83,6 +83,9 @@ class Trainer:
         self.dist = init_distributed(resolve_device(cfg.train.device, "train.device"))
         self.device = local_device(resolve_device(cfg.train.device, "train.device"), self.dist)
         self.out = Path(cfg.out)
+        blocking = next((p for p in (self.out, *self.out.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:  # found now, not when the first checkpoint is saved
+            raise UserError(f"out={cfg.out}: {blocking} is a file, not a folder")
         if evaluator is None and cfg.eval.protocols:
             from ..eval.run import training_evaluator
 
