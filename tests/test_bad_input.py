@@ -474,3 +474,21 @@ def test_the_http_matrix_covers_every_route(client):
     }
     assert served == set(route_of.values())
     assert {r for r, *_ in HTTP_CASES} == set(route_of)
+
+
+def test_every_documented_guarantee_names_a_real_test():
+    """docs/serving.md and docs/architecture.md list the guarantees with the tests that prove them."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("docs/serving.md", "docs/architecture.md"):
+        text = (root / doc).read_text()
+        section = text[text.index("## Guarantees") :]
+        file = None
+        refs = re.findall(r"`(tests/[\w/]+\.py)?(::\w+)?`", section)
+        assert refs, doc
+        for path, name in refs:
+            file = path or file
+            source = (root / file).read_text()
+            if name:
+                assert f"def {name[2:]}(" in source, f"{doc}: {file}{name} does not exist"

@@ -250,3 +250,43 @@ def test_a_file_where_the_folder_should_be_is_a_save_error(tmp_path):
     with pytest.raises(SaveError, match="is a file, not a gallery folder") as e:
         g.save(tmp_path / "photo.jpg")
     assert "\n" not in str(e.value)
+
+
+def test_a_save_killed_mid_way_leaves_the_old_gallery_and_its_debris_is_cleared(tmp_path):
+    """kill -9 during a save: the old gallery still loads, and opening it removes the dead save's temp folder
+    (each killed save used to leave a .snapshot-*.tmp behind for good)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    g = Gallery(4)
+    g.add(np.eye(4), list("abcd"))
+    g.save(tmp_path)
+    script = f"""
+import sys, time
+import numpy as np
+from vlrface.serve import gallery as G
+g = G.Gallery.load({str(tmp_path)!r})
+g.add(np.ones((1, 4)), ["e"])
+write = G._write
+def slow(path, fn):
+    write(path, fn)
+    open({str(tmp_path / "ready")!r}, "w").close()  # the temp snapshot holds a file: kill me now
+    time.sleep(60)
+G._write = slow
+g.save({str(tmp_path)!r})
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ready").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the saving process did not get going"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert list(tmp_path.glob(".snapshot-*.tmp")), "the kill should have left a temp snapshot"
+    assert Gallery.load(tmp_path).ids == list("abcd")  # the old gallery, whole; its lock died with the process
+    assert not list(tmp_path.glob(".snapshot-*.tmp"))
