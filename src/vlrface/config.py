@@ -230,11 +230,13 @@ CHECKS: dict[str, Check] = {
     "model.embedding_size": COUNT,
     "model.prm_dropout": PROBABILITY,
     "model.init_head": Check(choices=("imprint", "checkpoint")),
+    "model.pam_mode": Check(choices=("residual", "branch")),  # as models.face_model.PAM_MODES
     "ri.alpha": NON_NEGATIVE,
     "ri.beta": NON_NEGATIVE,
     "ri.gamma": NON_NEGATIVE,
     "ri.ui_every": COUNT,
     "ri.ema_momentum": PROBABILITY,
+    "ri.div_source": Check(choices=("labelled", "predicted")),  # as train.objective.DIV_SOURCES
     "ri.smooth_l1_beta": POSITIVE,
     "optim.name": Check(choices=("sgd", "adamw")),
     "optim.lr": POSITIVE,

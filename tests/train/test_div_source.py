@@ -32,11 +32,16 @@ def test_defaults_are_todays_behaviour_and_old_configs_get_them():
     assert cfg.model.pam_mode == "residual" and cfg.ri.div_source == "labelled"
 
 
+def test_unknown_choices_are_user_errors_when_the_config_is_read():
+    with pytest.raises(UserError, match=r"ri\.div_source.*labelled, predicted"):
+        load_config(None, ["ri.div_source=guessed"])
+    with pytest.raises(UserError, match=r"model\.pam_mode.*residual, branch"):
+        load_config(None, ["model.pam_mode=side"])
+
+
 def test_predicted_without_prm_is_a_user_error_at_build_time(tmp_path):
     with pytest.raises(UserError, match="needs model"):
         Trainer(tiny(tmp_path, "x", "model.prm=false", "ri.div_source=predicted"), progress=False)
-    with pytest.raises(UserError, match="pam_mode"):
-        Trainer(tiny(tmp_path, "y", "model.pam_mode=side"), progress=False)
 
 
 def test_predicted_branch_run_logs_shares_and_writes_summary(tmp_path):
