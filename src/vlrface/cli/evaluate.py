@@ -8,13 +8,15 @@ import typer
 
 from ..errors import UserError
 from .app import app, finite
+from .pretrained import CKPT_OPTION, MODEL_OPTION, resolve_ckpt
 
 
 @app.command("eval")
 def evaluate(
     protocol: str = typer.Option(..., "--protocol", help="Protocol name (see docs/evaluation.md)."),
     data: Path = typer.Option(..., "--data", help="Dataset root in the protocol's layout."),
-    ckpt: Path = typer.Option(..., "--ckpt", help="vlrface checkpoint."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     out: Path = typer.Option(Path("runs/eval"), "--out", help="Output folder."),
     probe_size: list[int] = typer.Option(
         None, "--probe-size", min=1, help="Degrade probes to PX (repeatable); default: the protocol's sizes."
@@ -46,7 +48,7 @@ def evaluate(
     metrics = run(
         protocol,
         data,
-        ckpt,
+        resolve_ckpt(ckpt, model),
         out,
         probe_sizes=probe_size or None,
         flip=flip,

@@ -20,12 +20,14 @@ from ..errors import UserError
 from ..quality import SCORERS, build_scorer
 from ..serve.inputs import image_files, read_faces
 from .app import app
+from .pretrained import CKPT_OPTION, MODEL_OPTION, resolve_ckpt
 
 
 @app.command()
 def quality(
     inputs: list[Path] = typer.Argument(..., help="Images, folders (searched recursively) or .txt file lists."),
-    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     method: str = typer.Option(..., help=f"Scorer: {', '.join(SCORERS.names())} (see docs/quality.md)."),
     out: Path = typer.Option(None, help="CSV file with columns path,quality (default: print the CSV)."),
     align: bool = typer.Option(False, help="Detect (YuNet) and align whole photos first."),
@@ -37,6 +39,7 @@ def quality(
     from ..serve.app import FaceService
 
     SCORERS.get(method)
+    ckpt = resolve_ckpt(ckpt, model)
     files = [f for f, _ in image_files(inputs)]
     service = FaceService(ckpt, align=align, device=device)
     scorer = build_scorer(method, service.model, load_checkpoint(ckpt))

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..serve.gallery import INDEXES, MAX_TOP_K, THRESHOLD_LIMIT, Gallery
 from ..serve.inputs import DEFAULT_MAX_PIXELS, image_files
 from .app import app, finite
+from .pretrained import CKPT_OPTION, MODEL_OPTION, resolve_ckpt
 
 _THRESHOLD = typer.Option(
     0.3,
@@ -45,7 +46,8 @@ def _build_gallery(service, folder: Path) -> None:
 
 @app.command()
 def identify(
-    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     gallery: Path = typer.Option(..., help="Gallery folder: read, or written by --build."),
     probe: list[Path] = typer.Option([], help="Probe image or folder; more may follow as arguments."),
     inputs: list[Path] = typer.Argument(None, help="More probe images or folders.", show_default=False),
@@ -72,6 +74,7 @@ def identify(
     from ..serve.app import FaceService
 
     match = None if matcher == "cosine" else MATCHERS.build(matcher, k=nac_k, temperature=nac_temperature)
+    ckpt = resolve_ckpt(ckpt, model)
 
     probes = [*probe, *(inputs or [])]
     if build is None and not Gallery.exists(gallery):
@@ -123,7 +126,8 @@ def _print_table(rows: list[dict], top: int) -> None:
 
 @app.command()
 def serve(
-    ckpt: Path = typer.Option(..., help="Model checkpoint (.pt)."),
+    ckpt: Path | None = CKPT_OPTION,
+    model: str | None = MODEL_OPTION,
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to the network)."),
     gallery: Path = typer.Option(None, help="Gallery folder, kept on disk across restarts (default: in memory only)."),
@@ -147,7 +151,7 @@ def serve(
 
     INDEXES.get(index)
     web = create_app(
-        ckpt,
+        resolve_ckpt(ckpt, model),
         gallery,
         align=align,
         max_bytes=max_bytes,
