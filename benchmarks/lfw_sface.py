@@ -333,12 +333,13 @@ SHIP_TRUNK, SHIP_VARIANTS, SHIP_SEED = 11, 3, 0
 
 
 def ship(data: Path, out: Path, weights: Path) -> dict:
-    """Rebuild the shipped ``sface-vlr`` weights, seeded, and measure the model as loaded from them.
+    """Rebuild the shipped ``sface-vlr`` weights, seeded (docs/models.md).
 
     The trunk cache of the lfw-vlr *training* people (``train/``: no AT&T, no test person; every copy
     re-framed by the recipe's ``data.jitter``) is built once and kept in ``out``; the ArcFace fine-tune
     (seed 0) is skipped when ``out/arcface-s0/model.pt`` exists. The layers that differ from SFace go to
-    ``weights`` (fp16 .npz + .sha256); the figures are those of :func:`vlrface.models.load_pretrained`.
+    ``weights`` (fp16 .npz + .sha256, with the recipe, seed and HEAD commit inside); its figures are
+    measured by ``benchmarks/bench_pretrained.py figures`` on the model as loaded from that file.
     """
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg = load_config(
@@ -371,10 +372,13 @@ def ship(data: Path, out: Path, weights: Path) -> dict:
         times["train"] = time.perf_counter() - t0
         print(f"trained in {times['train']:.0f} s", flush=True)
         del cache
+    import subprocess
+
     from vlrface.models.pretrained import save_pretrained_weights
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     model, _, _ = load_model(model_file)
-    save_pretrained_weights(model, weights, recipe=SHIP_RECIPE)
+    save_pretrained_weights(model, weights, recipe=SHIP_RECIPE, commit=commit or "unknown", seed=str(SHIP_SEED))
     print(f"wrote {weights} ({weights.stat().st_size / 2**20:.1f} MiB)", flush=True)
     (out / "times.json").write_text(json.dumps(times, indent=1))
     return times

