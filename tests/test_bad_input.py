@@ -107,6 +107,16 @@ CKPT_VERBS = {
     "eval": ["eval", "--protocol", "att-vlr", "--data", "{I}/att", "--ckpt", "{CK}", "--out", "{W}/ev", "--no-cache"],
     "train (model.init)": ["train", "demo", *TINY_TRAIN, "out={W}/run", "model.init={CK}"],
 }
+MODEL_VERBS = ("embed", "export", "quality", "identify", "serve", "enrol", "eval")  # --model NAME beside --ckpt
+
+
+def _named(argv: list[str], *model: str) -> list[str]:
+    """``argv`` with ``--ckpt {CK}`` replaced by ``--model NAME`` (or, with two names, both given)."""
+    i = argv.index("--ckpt")
+    pick = ["--model", model[0]] if len(model) == 1 else ["--ckpt", model[0], "--model", model[1]]
+    return [*argv[:i], *pick, *argv[i + 2 :]]
+
+
 EMBED = ["embed", "{I}/faces", "--ckpt", CKPT, "--out", "{W}/e.npy"]
 IDENTIFY = ["identify", "--ckpt", CKPT, "--gallery", "{I}/gallery", "--probe", "{I}/faces"]
 SERVE = ["serve", "--ckpt", CKPT, "--gallery", "{W}/g"]
@@ -132,6 +142,14 @@ CLI_CASES: list[tuple[str, str, list[str], str]] = [
         }.items()
     ),
     ("convert", "unknown keys", ["convert", "onnx", "{I}/foreign.pt", "{W}/o.pt"], "unknown source 'onnx'"),
+    *(
+        (verb, "unknown keys", _named(CKPT_VERBS[verb], "bogus"), "unknown pretrained model 'bogus'")
+        for verb in MODEL_VERBS
+    ),
+    *(
+        (verb, "unknown keys", _named(CKPT_VERBS[verb], CKPT, "sface"), "give exactly one of --ckpt PATH and --model")
+        for verb in MODEL_VERBS
+    ),
     # train: config, data layout, resume
     ("train", "missing path", ["train", "{I}/none.yaml"], "config file not found"),
     ("train", "empty file", ["train", "{I}/empty.yaml"], "is empty"),
@@ -285,7 +303,7 @@ CLI_CASES: list[tuple[str, str, list[str], str]] = [
     ("ablate", "unknown keys", ["ablate", "--datasets", "nope", "--out", "{W}/ab"], "unknown dataset 'nope'"),
     ("ablate", "out-of-range numbers", ["ablate", "--seeds", "a,b", "--out", "{W}/ab"], "--seeds"),
     ("ablate", "out-of-range numbers", ["ablate", "--seeds", "-1", "--out", "{W}/ab"], "'seed' must be ≥ 0"),
-    ("models", "unknown keys", ["models", "--bogus"], "No such"),  # the pretrained-model list takes no input
+    ("models", "unknown keys", ["models", "--bogus"], "No such option: --bogus"),
     # the command itself
     ("vlrface", "unknown keys", ["nosuchverb"], "No such command 'nosuchverb'"),
     ("vlrface", "unknown keys", ["--bogus"], "No such option: --bogus"),

@@ -298,7 +298,10 @@ def test_an_enrolment_is_written_and_acknowledged_or_neither(ckpt, tmp_path, mon
     assert hit["identity"] == "ann" and [c["identity"] for c in hit["candidates"]] == ["ann", "ben"]
 
 
-def test_a_gallery_that_is_a_file_is_a_one_line_startup_error(ckpt, tmp_path, cli):
+def test_a_gallery_that_is_a_file_is_a_one_line_startup_error(ckpt, tmp_path, cli, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("the server started"))
     (tmp_path / "some_file.jpg").write_bytes(b"\xff\xd8\xff")
     code, _, err = cli(["serve", "--ckpt", ckpt, "--gallery", tmp_path / "some_file.jpg"])
     assert code == 2 and err.count("\n") == 1 and "is a file, not a folder" in err
