@@ -284,6 +284,7 @@ CLI_CASES: list[tuple[str, str, list[str], str]] = [
     ("enrol", "out-of-range numbers", [*ENROL, "--max-shots", "0"], "'--max-shots'"),
     ("enrol", "unknown keys", [*ENROL, "--crop", "bogus"], "bogus"),
     ("enrol", "bad device", [*ENROL, "--device", "nope"], "--device=nope"),
+    ("enrol", "missing path", [*ENROL, "--gallery", "{I}/empty.png"], "is a file, not a folder"),
     # bench (refused before any timing starts)
     ("bench", "unknown keys", ["bench", "nosuch"], "unknown benchmark 'nosuch'"),
     ("bench", "unknown keys", ["bench", "train", "--amp", "fp8"], "--amp 'fp8'"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import UserError
 from .app import app, finite
 from .pretrained import MODEL_OPTION, resolve_ckpt
 
@@ -29,6 +30,8 @@ def enrol(
     from ..data.readers import SkipReport
     from ..train.enrol import enrol as run
 
+    if gallery is not None and gallery.exists() and not gallery.is_dir():  # before the enrolment is written
+        raise UserError(f"--gallery {gallery} is a file, not a folder: give a folder (created if missing)")
     skips = SkipReport()
     result = run(
         resolve_ckpt(ckpt, model),
