@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     except _EXIT as e:
         sys.exit(e.exit_code)
     except _USAGE as e:  # usage errors: unknown verb or option, a value out of range, a missing argument …
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare "vlrface" or "vlrface VERB": the help, as asked
-            e.show()
+        show = getattr(e, "show", None)  # typer's click copy has it; its TyperException base does not say so
+        if type(e).__name__ == "NoArgsIsHelpError" and show is not None:  # bare "vlrface" or "vlrface VERB"
+            show()
             sys.exit(2)
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
