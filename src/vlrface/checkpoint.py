@@ -157,10 +157,3 @@ def checkpoint_for(ckpt: str | Path | None, model: str | None) -> Path:
         net, pre = load_pretrained(entry.name)
         save_model(net, pre, path, backbone="sface")
     return path
-
-
-def load_model_or_pretrained(
-    ckpt: str | Path | None, model: str | None, device: str | torch.device = "cpu"
-) -> tuple[FaceModel, Preprocessing, dict[str, Any]]:
-    """:func:`load_model` of :func:`checkpoint_for` (``--ckpt`` or ``--model``)."""
-    return load_model(checkpoint_for(ckpt, model), device)

@@ -80,8 +80,9 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         # [distributed] torchrun → process group, one GPU per rank (no-op for a single process)
-        self.dist = init_distributed(resolve_device(cfg.train.device, "train.device"))
-        self.device = local_device(resolve_device(cfg.train.device, "train.device"), self.dist)
+        device = resolve_device(cfg.train.device, "train.device")
+        self.dist = init_distributed(device)
+        self.device = local_device(device, self.dist)
         self.out = Path(cfg.out)
         blocking = next((p for p in (self.out, *self.out.parents) if p.exists() and not p.is_dir()), None)
         if blocking is not None:  # found now, not when the first checkpoint is saved
