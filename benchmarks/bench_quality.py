@@ -10,7 +10,12 @@ Data (no tuning on test people; nothing here is fitted at all):
 Each size is a setting, and ``mixed`` pools a set's sizes (does the scorer also
 rank 8 px below 16 px?). Degradation is seeded as in the demo.
 
-Models: the quick demo's checkpoints (``vlrface demo --quick --out runs/demo-quick``):
+* **lfw-vlr** (``--lfw``) — the lfw-vlr protocol's gallery and probes, probes
+  degraded to 16/12/8 px, for real-face models such as the SFace fine-tunes.
+
+Models: ``--model NAME=CHECKPOINT`` (repeatable; e.g. the SFace fine-tunes of
+``benchmarks/lfw_sface.py``, whole models, so no trunk cache is involved), or by
+default the quick demo's checkpoints (``vlrface demo --quick --out runs/demo-quick``):
 ``ri`` (PAM + PRM, every scorer) and ``arcface`` (the scorers that need no
 PRM); with ``--magface``, a MagFace fine-tune trained here once with the demo's
 ArcFace-stage recipe, only the head swapped, so the magface scorer meets the
@@ -48,7 +53,7 @@ from vlrface.eval import metrics
 from vlrface.eval.probe_sets import HELD_OUT_OFFSET, ProbeSet, model_embedder, protocol_probe_set, synthetic_probe_set
 from vlrface.quality import SCORERS, build_scorer
 
-SIZES = {"synthetic": (16, 8), "att-vlr": (16, 12, 8)}
+SIZES = {"synthetic": (16, 8), "att-vlr": (16, 12, 8), "lfw-vlr": (16, 12, 8)}
 FMRS = (1e-2, 1e-3)
 LIMITS = (0.2, 0.3)
 PLOT_FMR = 1e-2
@@ -240,19 +245,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, default=Path("runs/demo-quick"), help="vlrface demo --quick output folder")
     ap.add_argument("--att", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/data/att_faces")
+    ap.add_argument("--lfw", type=Path, help="LFW root: add the lfw-vlr set (real-face models)")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=CHECKPOINT",
+        help="score these models (repeatable) instead of the demo's; the synthetic set then needs --demo too",
+    )
     ap.add_argument("--magface", action="store_true", help="also train (once) and score a MagFace fine-tune")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/quality.json"))
     ap.add_argument("--plot", type=Path, default=Path("docs/img/quality_erc.png"))
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     t0 = time.perf_counter()
-    plan = json.loads((args.demo / "report.json").read_text())["plan"]  # the test set that demo reported on
-    sets = [synthetic_probe_set(0, plan["test_identities"], plan["probes_per_identity"], HELD_OUT_OFFSET)]
+    sets = []
+    report = args.demo / "report.json"
+    if report.is_file() or not args.model:
+        plan = json.loads(report.read_text())["plan"]  # the test set that demo reported on
+        sets.append(synthetic_probe_set(0, plan["test_identities"], plan["probes_per_identity"], HELD_OUT_OFFSET))
     if args.att.is_dir():
         sets.append(protocol_probe_set("att-vlr", args.att))
     else:
         print(f"att-vlr skipped: {args.att} absent", file=sys.stderr)
-    models = {"ri": args.demo / "ri" / "model.pt", "arcface": args.demo / "arcface" / "model.pt"}
+    if args.lfw:
+        sets.append(protocol_probe_set("lfw-vlr", args.lfw))
+    if args.model:
+        pairs = [m.partition("=") for m in args.model]
+        if any(not sep or not name for name, sep, _ in pairs):
+            ap.error("--model takes NAME=CHECKPOINT")
+        models = {name: Path(path) for name, _, path in pairs}
+    else:
+        models = {"ri": args.demo / "ri" / "model.pt", "arcface": args.demo / "arcface" / "model.pt"}
     if args.magface:
         models["magface"] = train_magface(args.demo)
     results = {}
@@ -269,7 +293,8 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    plot(results, "ri", args.plot)
+    with_prm = [m for m, r in results.items() if "ri" in next(iter(r["curves"].values()))]
+    plot(results, "ri" if "ri" in results else (with_prm or list(results))[0], args.plot)
     print(markdown(results))
     print(json.dumps(meta, indent=1), file=sys.stderr)
 

@@ -35,6 +35,7 @@ import json
 import shutil
 import statistics
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -42,7 +43,7 @@ import numpy as np
 import torch
 
 from vlrface.checkpoint import load_model
-from vlrface.config import load_config
+from vlrface.config import Config, load_config
 from vlrface.data.datasets import build_train_data
 from vlrface.data.readers import ATT_TRAIN_SUBJECTS, lfw_vlr_split, read_att, read_image, read_image_folder, to_face
 from vlrface.eval.embed import ImageSet, ModelEmbedder, RawPixelEmbedder
@@ -79,6 +80,9 @@ VARIANTS = {
     ],
 }
 DEFAULT_MODELS = ("arcface", "ri")
+DEFAULT_RECIPE = "lfw-vlr-sface"
+SINGLES = "train-singles"  # prepare's one-image training people (data.singles)
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # trunk-cache storage
 
 
 def write_face(path: Path, img, quality: int | None, crop: str = "lfw") -> None:
@@ -93,13 +97,14 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
     by_name: dict[str, list[Path]] = {}
     for p, y in zip(people.paths, people.labels):
         by_name.setdefault(people.names[y], []).append(p)
-    n = 0
+    n = singles = 0
     for name in train_names:
         files = sorted(by_name[name])
-        if len(files) >= 2:
-            for p in files:
-                write_face(out / "train" / name / f"{p.stem}.jpg", read_image(p), 95)
-                n += 1
+        for p in files:  # one-image people go to train-singles/: the cross-resolution term's only (data.singles)
+            write_face(
+                out / ("train" if len(files) >= 2 else "train-singles") / name / f"{p.stem}.jpg", read_image(p), 95
+            )
+        n, singles = n + (len(files) if len(files) >= 2 else 0), singles + (len(files) == 1)
     proto = PROTOCOLS.build("lfw-vlr").load(lfw)
     for kind, paths, ids in (("gallery", proto.gallery, proto.gallery_ids), ("probe", proto.probes, proto.probe_ids)):
         for p, who in zip(paths, ids):
@@ -114,7 +119,8 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
     for p, y in zip(orl.paths, orl.labels):
         write_face(both / f"att-{orl.names[y]}" / f"{p.stem}.jpg", read_image(p), 95, crop="att")
     print(
-        f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att), "
+        f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att, "
+        f"{singles} one-image people in train-singles), "
         f"{len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}"
     )
 
@@ -152,60 +158,93 @@ def evaluate(embed, data: Path) -> dict:
     return out
 
 
-def run(
-    data: Path,
-    out: Path,
-    seeds: list[int],
-    overrides: list[str],
-    trunk: int = 0,
-    variants: int = 3,
-    models: tuple[str, ...] = tuple(VARIANTS),
-    train: str = "train",
-) -> None:
+@dataclass
+class Recipe:
+    """What a fine-tune is trained from: the recipe config, the training folder and, for the CPU recipe,
+    the frozen trunk (``trunk`` blocks, ``variants`` cached copies, stored as ``dtype``) and the singles."""
+
+    name: str = DEFAULT_RECIPE
+    train: str = "train"
+    trunk: int = 0
+    variants: int = 3
+    singles: bool = False
+    dtype: str = "bf16"
+
+    def config(self, data: Path, out: Path, seed: int, switches: list[str], root: Path | None = None) -> Config:
+        """The config of one fine-tune; ``root``: the training folder if not ``data/train`` (tune's fit set)."""
+        singles = [f"data.singles={data / SINGLES}"] if self.singles else []
+        return load_config(
+            self.name,
+            [
+                f"seed={seed}",
+                f"out={out}",
+                "data.kind=folder",
+                f"data.root={root or data / self.train}",
+                "eval.protocols=[]",
+                *singles,
+                *switches,
+            ],
+        )
+
+    def cache_file(self, out: Path) -> Path:
+        """Named by everything that shapes the cache, so one --out cannot mix two."""
+        parts = [str(self.trunk), str(self.variants)]
+        parts += [p for p in (self.train, Path(self.name).stem, "singles" if self.singles else "", self.dtype)
+                  if p and p not in ("train", DEFAULT_RECIPE, "bf16")]  # fmt: skip
+        return out / f"trunk-cache-{'-'.join(parts)}.pt"
+
+    def load_or_build_cache(self, data: Path, out: Path, cfg: Config, device: str) -> TrunkCache:
+        """The stored cache, or a new one (hours of CPU: kept for reruns, `tune` and `ui-stats`)."""
+        stored = self.cache_file(out)
+        if stored.is_file():
+            return TrunkCache.load(stored)
+        sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False})
+        singles = build_train_data(replace(cfg.data, root=cfg.data.singles), cfg.seed) if self.singles else None
+        cache = TrunkCache.build(
+            sface.to(device),
+            build_train_data(cfg.data, cfg.seed),
+            cfg,
+            self.trunk,
+            self.variants,
+            singles=singles,
+            device=device,
+            dtype=DTYPES[self.dtype],
+        )
+        cache.save(stored)
+        return cache
+
+
+def run(data: Path, out: Path, seeds: list[int], overrides: list[str], recipe: Recipe, models: tuple[str, ...]) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    trunk = recipe.trunk
     results: dict = {
         "off-the-shelf": {},
         "raw-pixels": {},
         "times_s": {},
         "overrides": overrides,
-        "train": train,
+        "recipe": asdict(recipe),
+        "train": recipe.train,
         "trunk": trunk,
-        "variants": variants if trunk else None,
+        "variants": recipe.variants if trunk else None,
     }
     memo: dict = {}  # frozen-trunk output per test batch, shared by every model
 
     def config(seed: int, variant: str):
-        return load_config(
-            "lfw-vlr-sface",
-            [
-                f"seed={seed}",
-                f"out={out / f'{variant}-s{seed}'}",
-                "data.kind=folder",
-                f"data.root={data / train}",
-                "eval.protocols=[]",
-                *VARIANTS[variant],
-                *overrides,
-            ],
-        )
+        return recipe.config(data, out / f"{variant}-s{seed}", seed, [*VARIANTS[variant], *overrides])
 
     def embedder(model) -> ModelEmbedder:
-        return ModelEmbedder(
-            MemoTrunk(model, trunk, memo) if trunk else model, SFACE_PREPROCESSING, device=device, progress=False
-        )
+        net = MemoTrunk(model, trunk, memo, DTYPES[recipe.dtype]) if trunk else model
+        return ModelEmbedder(net, SFACE_PREPROCESSING, device=device, progress=False)
 
     sface = build_model({"backbone": "sface", "embedding_size": 128, "pam": False, "prm": False}).to(device)
     cache = None
     if trunk:
         t0 = time.perf_counter()
-        cfg = config(seeds[0], "ri")
-        # hours of CPU: kept for reruns and `tune`; named by training folder so one --out cannot mix them
-        stored = out / f"trunk-cache-{trunk}-{variants}{'' if train == 'train' else '-' + train}.pt"
-        if stored.is_file():
-            cache = TrunkCache.load(stored)
-        else:
-            cache = TrunkCache.build(sface, build_train_data(cfg.data, cfg.seed), cfg, trunk, variants, device=device)
-            cache.save(stored)
+        cache = recipe.load_or_build_cache(data, out, config(seeds[0], "ri"), device)
         results["times_s"]["trunk-cache"] = time.perf_counter() - t0
+        results["cache_gib"] = (
+            sum(t.numel() * t.element_size() for t in (cache.features, cache.singles) if t is not None) / 2**30
+        )
         print(f"trunk cache: {tuple(cache.features.shape)} in {results['times_s']['trunk-cache']:.0f} s", flush=True)
     t0 = time.perf_counter()
     results["off-the-shelf"] = evaluate(embedder(sface), data)
@@ -226,15 +265,38 @@ def run(
     (out / "results.md").write_text(table(results, seeds))
 
 
-def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_people: int = 200) -> None:
+def build_cache(data: Path, out: Path, recipe: Recipe) -> dict:
+    """Build (or find) the recipe's trunk cache in ``out``; report its size and how fast it was made."""
+    t0 = time.perf_counter()
+    stored = recipe.cache_file(out)
+    existed = stored.is_file()
+    cfg = recipe.config(data, out / "cache-config", 0, VARIANTS["ri"])
+    cache = recipe.load_or_build_cache(data, out, cfg, "cuda" if torch.cuda.is_available() else "cpu")
+    seconds = time.perf_counter() - t0
+    images = cache.features.shape[1] + (0 if cache.singles is None else cache.singles.shape[1])
+    report = {
+        "file": str(stored),
+        "features": list(cache.features.shape),
+        "singles": None if cache.singles is None else list(cache.singles.shape),
+        "dtype": str(cache.features.dtype),
+        "gib": stored.stat().st_size / 2**30,
+        "seconds": None if existed else seconds,
+        "trunk_img_per_s": None if existed else images * cache.variants / seconds,
+    }
+    print(json.dumps(report), flush=True)
+    return report
+
+
+def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], recipe: Recipe, val_people: int = 200) -> None:
     """Choose RI settings on held-out *training* people (never the test people).
 
     A seeded ``val_people`` of the lfw-vlr training people become a validation
     gallery (first image) and probes (the rest); the others are the fit set. The
     ArcFace baseline and each candidate (a ``key=value[,key=value]`` override
-    set for the RI model) are fine-tuned on the fit set (seed 0) and compared by
-    validation rank-1 at 16/12/8 px. The fit set's trunk output is taken from the
-    full cache that ``run --trunk`` saved (``cache_file``).
+    set for the RI model; it may start with a model of :data:`VARIANTS`, as in
+    ``ri-paper,ri.tau=1`` or ``arcface,train.cross_res=4``) are fine-tuned on the fit set
+    (seed 0) and compared by validation rank-1 at 16/12/8 px. The fit set's trunk output
+    is taken from the full cache that ``run --trunk`` saved (``cache_file``).
     """
     full = read_image_folder(data / "train")
     names = sorted(set(full.names))
@@ -260,24 +322,31 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], val_peo
     memo: dict = {}
     proto = PROTOCOLS.build("folders").load(split / "val")
     results: dict = {}
-    runs = {"arcface": VARIANTS["arcface"], **{f"ri {c}": [*VARIANTS["ri"], *c.split(",")] for c in candidates}}
-    for label, switches in runs.items():
-        cfg = load_config(
-            "lfw-vlr-sface",
-            [
-                "seed=0",
-                f"out={out / label.replace(' ', '_').replace('=', '')}",
-                "data.kind=folder",
-                f"data.root={split / 'fit'}",
-                "eval.protocols=[]",
-                *switches,
-                *OVERRIDES_CPU,
-            ],
-        )
+
+    def switches(candidate: str) -> tuple[str, list[str]]:
+        first, *rest = candidate.split(",")
+        return (first, rest) if first in VARIANTS else ("ri", candidate.split(","))
+
+    runs = {"arcface": VARIANTS["arcface"]}
+    for c in candidates:
+        variant, extra = switches(c)
+        runs[c if variant != "ri" else f"ri {c}"] = [*VARIANTS[variant], *extra]
+    for label, sw in runs.items():
+        run_dir = out / label.replace(" ", "_").replace("=", "").replace(",", "_")
+        cpu = OVERRIDES_CPU if recipe.name == DEFAULT_RECIPE else []  # newer recipes carry their CPU schedule
+        cfg = recipe.config(data, run_dir, 0, [*sw, *cpu], root=split / "fit")
+        t0 = time.perf_counter()
         CachedTrunkTrainer(cfg, cache, progress=False).fit()
+        train_s = time.perf_counter() - t0
         model, _, _ = load_model(Path(cfg.out) / "model.pt")
-        res = proto.run(ModelEmbedder(MemoTrunk(model, trunk, memo), SFACE_PREPROCESSING, progress=False), SIZES)
+        embed = ModelEmbedder(MemoTrunk(model, trunk, memo, cache.features.dtype), SFACE_PREPROCESSING, progress=False)
+        res = proto.run(embed, SIZES)
         results[label] = {setting_key(s): r["cmc"][1] for s, r in res.items()}
+        results[label]["mean_vlr"] = statistics.mean(results[label][k] for k in ("16px", "12px", "8px"))
+        summary = json.loads((Path(cfg.out) / "summary.json").read_text())  # what L_ID pushed, cross-res gap
+        results[label]["train"] = {k: v["mean"] for k, v in summary.items() if isinstance(v, dict) and "mean" in v}
+        results[label]["seconds"] = time.perf_counter() - t0
+        results[label]["train_img_per_s"] = cfg.train.steps * cfg.train.batch_size / train_s
         print(label, json.dumps(results[label]), flush=True)
         (out / "tune.json").write_text(json.dumps(results, indent=1))
 
@@ -444,6 +513,17 @@ def paired_rows(results: dict, seeds: list[int], keys: list[str]) -> list[str]:
     return rows
 
 
+def add_recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, help="recipe config (configs/NAME.yaml), e.g. lfw-vlr-sface-cpu")
+    p.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
+    p.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU)")
+    p.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
+    p.add_argument(
+        "--singles", action="store_true", help=f"also cache --data/{SINGLES} (data.singles, train.cross_res)"
+    )
+    p.add_argument("--cache-dtype", choices=tuple(DTYPES), default="bf16", help="trunk-cache storage")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -455,11 +535,7 @@ def main() -> None:
     r.add_argument("--data", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument(
-        "--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU recipe)"
-    )
-    r.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
-    r.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
+    add_recipe_options(r)
     r.add_argument(
         "--only",
         default=",".join(DEFAULT_MODELS),
@@ -470,7 +546,11 @@ def main() -> None:
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--cache", type=Path, required=True, help="the trunk cache `run --trunk` saved in its --out")
-    t.add_argument("candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1")
+    t.add_argument("--recipe", default=DEFAULT_RECIPE, help="the recipe config the cache was built for")
+    t.add_argument("--singles", action="store_true", help="the cache holds train-singles: use them (data.singles)")
+    t.add_argument(
+        "candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1 ri-paper,ri.tau=1"
+    )
     u = sub.add_parser("ui-stats", help="the UIs' RI against the training faces' (docs/sface.md)")
     u.add_argument("--data", type=Path, required=True)
     u.add_argument("--cache", type=Path, required=True)
@@ -481,6 +561,10 @@ def main() -> None:
     sh.add_argument("--data", type=Path, required=True)
     sh.add_argument("--out", type=Path, required=True)
     sh.add_argument("--weights", type=Path, default=Path("src/vlrface/models/weights/sface_vlr.npz"))
+    c = sub.add_parser("cache", help="build a recipe's trunk cache; report its size and img/s")
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    add_recipe_options(c)
     m = sub.add_parser("merge")
     m.add_argument("folders", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
@@ -489,12 +573,17 @@ def main() -> None:
         prepare(a.lfw, a.att, a.out)
     elif a.cmd == "tune":
         a.out.mkdir(parents=True, exist_ok=True)
-        tune(a.data, a.out, a.cache, a.candidates)
+        tune(a.data, a.out, a.cache, a.candidates, Recipe(a.recipe, singles=a.singles))
     elif a.cmd == "ui-stats":
         ui_stats(a.data, a.cache, a.run, a.switches, a.train)
     elif a.cmd == "ship":
         a.out.mkdir(parents=True, exist_ok=True)
         ship(a.data, a.out, a.weights)
+    elif a.cmd == "cache":
+        a.out.mkdir(parents=True, exist_ok=True)
+        if not a.trunk:
+            ap.error("cache: give --trunk K (the blocks to freeze and cache)")
+        build_cache(a.data, a.out, Recipe(a.recipe, a.train, a.trunk, a.variants, a.singles, a.cache_dtype))
     elif a.cmd == "merge":
         merge(a.folders, a.out)
     else:
@@ -502,7 +591,8 @@ def main() -> None:
         only = tuple(a.only.split(","))
         if not set(only) <= set(VARIANTS):
             ap.error(f"--only: choose from {','.join(VARIANTS)}")
-        run(a.data, a.out, a.seeds, a.overrides, a.trunk, a.variants, only, a.train)
+        recipe = Recipe(a.recipe, a.train, a.trunk, a.variants, a.singles, a.cache_dtype)
+        run(a.data, a.out, a.seeds, a.overrides, recipe, only)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class DataConfig:
     images_per_identity: int = 20  # synth only
     identity_offset: int = 0  # synth: first identity index (disjoint test ids use others)
     crop: str = "default"  # reader-specific face crop (documented per reader)
+    # one-image people (a folder of ID/img): no class of their own, trained only by the cross-resolution
+    # term (train.cross_res) towards their frozen HR embedding; needs the cached-trunk trainer
+    singles: str | None = None
     num_workers: int = 0  # DataLoader processes decoding images when the set is too big to keep decoded
     prefetch: int = 2  # batches made ahead of the training step (background thread or per worker)
     vlr: VLRConfig = field(default_factory=VLRConfig)
@@ -148,6 +151,10 @@ class TrainConfig:
     ckpt_every: int = 200
     nan_patience: int = 5  # stop after this many non-finite losses in a row
     partial_fc_rate: float = 1.0  # PartialFC sample rate (1.0 = all class centres)
+    # weight of 1 − cos(embedding, the pretrained model's HR embedding of the same face): a cross-resolution
+    # pull that also lets data.singles train; needs the cached-trunk trainer, which caches those targets
+    cross_res: float = 0.0
+    singles_per_batch: int = 32  # data.singles rows added to each step (cross-resolution term only)
 
 
 @dataclass
@@ -257,6 +264,8 @@ CHECKS: dict[str, Check] = {
     "train.ckpt_every": NON_NEGATIVE,
     "train.nan_patience": COUNT,
     "train.partial_fc_rate": Check(gt=0, le=1),
+    "train.cross_res": NON_NEGATIVE,
+    "train.singles_per_batch": NON_NEGATIVE,
     "eval.probe_sizes": COUNT,
 }
 # (smaller, larger): the first key's value may not exceed the second's

@@ -27,6 +27,7 @@ from ..data.datasets import TrainData, build_train_data
 from ..data.degrade import random_jitter, random_vlr_rows
 from ..errors import UserError, brief
 from ..models import HEADS, FaceModel, build_model
+from ..models.face_model import FaceOutput
 from ..preprocess import DEFAULT, Preprocessing
 from ..safeload import load_tensors
 from .distributed import init_distributed, local_batch, local_device, shard_range, wrap_ddp
@@ -36,8 +37,9 @@ from .optim import build_optimizer, lr_factor, set_lr
 from .partial_fc import PartialFC
 
 Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
-# per-step logs that summary.json averages: whom L_ID pushes, against which UI statistics
-SUMMARY_KEYS = ("pushed", "pushed_hr", "pushed_vlr", "mu_ui", "sigma_ui", "xi_hat", "id")
+# per-step logs that summary.json averages: whom L_ID pushes, against which UI statistics; the
+# cross-resolution gap (train.cross_res)
+SUMMARY_KEYS = ("pushed", "pushed_hr", "pushed_vlr", "mu_ui", "sigma_ui", "xi_hat", "id", "cross_res")
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -70,6 +72,8 @@ class NonFiniteGuard:
 class Trainer:
     """Builds everything from a :class:`Config` and runs (or resumes) training."""
 
+    cross_resolution = False  # whether train.cross_res / data.singles can work (their targets need a cache)
+
     def __init__(
         self,
         cfg: Config,
@@ -79,6 +83,11 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.cfg = cfg
+        if (cfg.train.cross_res or cfg.data.singles) and not self.cross_resolution:
+            raise UserError(
+                "train.cross_res and data.singles need the cached-trunk trainer (its cache holds the HR "
+                "targets): benchmarks/lfw_sface.py run --trunk K, or set train.cross_res=0 data.singles=null"
+            )
         # [distributed] torchrun → process group, one GPU per rank (no-op for a single process)
         device = resolve_device(cfg.train.device, "train.device")
         self.dist = init_distributed(device)
@@ -244,6 +253,10 @@ class Trainer:
         x = self.preprocessing.normalize(images)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else x, vlr
 
+    def aux_loss(self, out: FaceOutput) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """Terms beyond the objective for this step's batch (the cached trunk's cross-resolution term)."""
+        return None, {}
+
     def batches(self, batch_size: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The training stream, resumable at ``start_step``: made ahead and, for CUDA, pinned, so that
         ``batch_inputs``' copy to the device is asynchronous."""
@@ -262,7 +275,10 @@ class Trainer:
         self.model.train()
         with self.autocast():
             out = self.forward(x)
+            aux, aux_logs = self.aux_loss(out)
         loss, logs = self.objective(out, labels, vlr)
+        if aux is not None:
+            loss, logs = loss + aux, logs | aux_logs
         self.optimizer.zero_grad(set_to_none=True)
         if not self.guard.check(loss, self.step):
             return None

@@ -79,19 +79,23 @@ class MemoTrunk(nn.Module):
     nor a different trunk can get a stale answer.
     """
 
-    def __init__(self, model: FaceModel, start: int, memo: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self, model: FaceModel, start: int, memo: dict[str, torch.Tensor], dtype: torch.dtype = torch.bfloat16
+    ) -> None:
+        """``dtype``: what the trunk's output is rounded to, as in the training cache."""
         super().__init__()
         self.trunk = split_backbone(model, start)[0]
         self.top = TopModel(model, start)
         self.memo = memo
+        self.dtype = dtype
         self.weights = _digest(*(t.detach().float().cpu() for t in self.trunk.state_dict().values()))
 
     infer = FaceModel.infer  # what evaluation calls: the same flip and normalisation on this forward
 
     def forward(self, x: torch.Tensor) -> FaceOutput:
-        key = self.weights + _digest(x.detach().float().cpu())
+        key = self.weights + str(self.dtype) + _digest(x.detach().float().cpu())
         if key not in self.memo:
-            self.memo[key] = self.trunk.eval()(x).to(torch.bfloat16).cpu()
+            self.memo[key] = self.trunk.eval()(x).to(self.dtype).cpu()
         return self.top(self.memo[key].to(x.device).float())
 
 
@@ -104,11 +108,19 @@ def _digest(*tensors: torch.Tensor) -> str:
 
 @dataclass
 class TrunkCache:
-    """Trunk output for every training image × variant (0 = HR, 1… = VLR) and for a fixed UI set."""
+    """Trunk output for every training image × variant (0 = HR, 1… = VLR) and for a fixed UI set.
+
+    ``targets`` is the pretrained model's normalised embedding of each HR image (the cross-resolution
+    term's target, ``train.cross_res``); ``singles`` and ``singles_targets`` are the same for one-image
+    people (``data.singles``), who have no class and train through that term only.
+    """
 
     start: int
-    features: torch.Tensor  # bf16 [variants, images, C, h, w], rows as TrainData's rows
-    ui: torch.Tensor  # bf16 [n_ui, C, h, w]
+    features: torch.Tensor  # bf16 or fp16 [variants, images, C, h, w], rows as TrainData's rows
+    ui: torch.Tensor  # [n_ui, C, h, w], as features
+    targets: torch.Tensor | None = None  # fp32 [images, D]
+    singles: torch.Tensor | None = None  # [variants, singles, C, h, w], as features
+    singles_targets: torch.Tensor | None = None  # fp32 [singles, D]
 
     @property
     def variants(self) -> int:
@@ -123,13 +135,16 @@ class TrunkCache:
         if not Path(path).is_file():
             raise UserError(f"no trunk cache at {path}; build one first (benchmarks/lfw_sface.py run --trunk K)")
         state = load_tensors(path, what="trunk cache")
-        if not isinstance(state, dict) or set(state) != {f.name for f in fields(cls)}:
+        if not isinstance(state, dict) or not {"start", "features", "ui"} <= set(state) <= {
+            f.name for f in fields(cls)
+        }:
             raise UserError(f"{path} is not a trunk cache (delete it and build it again)")
         return cls(**state)
 
     def subset(self, rows: torch.Tensor) -> TrunkCache:
         """The cache of a training set made of these rows (e.g. with validation people held out)."""
-        return TrunkCache(self.start, self.features[:, rows], self.ui)
+        targets = None if self.targets is None else self.targets[rows]
+        return replace(self, features=self.features[:, rows], targets=targets)
 
     @classmethod
     @torch.no_grad()
@@ -141,46 +156,75 @@ class TrunkCache:
         start: int,
         variants: int,
         *,
+        singles: TrainData | None = None,
         seed: int = 0,
         batch_size: int = 64,
         device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.bfloat16,
     ) -> TrunkCache:
         """Run the trunk of a (pretrained) ``model`` once over ``data`` — as built by ``cfg`` — and the UI set.
 
         Variant 0 is the HR image, the others random VLR copies (``cfg.data.vlr`` at ``prob`` 1); with
         ``cfg.data.jitter`` on, every copy is first re-framed at random (:func:`~vlrface.data.degrade.random_jitter`).
+        The HR targets are ``model``'s own embeddings, so ``model`` should be the pretrained one. ``dtype``:
+        bf16 keeps fp32's range, fp16 three more bits of precision (activations here stay far below its 65504).
         """
         if variants < 2:
             raise UserError("a trunk cache needs ≥ 2 variants: the HR image and at least one VLR copy")
         trunk = split_backbone(model, start)[0].to(device).eval()
+        top = TopModel(model, start).to(device).eval()
         pre = getattr(model.backbone, "preprocessing", DEFAULT)
-        always = replace(cfg.data.vlr, prob=1.0)
-        n, steps = data.num_images, math.ceil(data.num_images / batch_size)
-        features = None
-        stream = data.batches(batch_size, start_step=0)  # epoch 0 visits every row once
-        for step in track(range(steps), description=f"trunk cache ({variants} variants)", transient=True):
-            images, _ = next(stream)
-            rows = torch.from_numpy(data.positions(batch_size, step))  # the last batch may wrap: rows come again
-            if len(rows) != len(images):
-                raise UserError("some training images are unreadable; a trunk cache needs every row (fix the data)")
-            # a wrapped batch may hold a row twice (end of epoch 0, start of epoch 1): keep its first copy, since
-            # writing both in one index_put has no defined winner and made the cache differ from run to run
-            first = torch.from_numpy(np.sort(np.unique(rows.numpy(), return_index=True)[1]))
-            for v in range(variants):
-                # framing jitter (data.jitter; off by default) on every copy, HR included, from its own stream
-                x = random_jitter(images, cfg.data.jitter, torch.Generator().manual_seed(step_seed(seed + 1, step) + v))
-                if v > 0:
-                    x = random_vlr(x, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
-                f = trunk(pre.normalize(x.to(device))).to(torch.bfloat16).cpu()
-                if features is None:
-                    features = torch.empty(variants, n, *f.shape[1:], dtype=torch.bfloat16)
-                features[v, rows[first]] = f[first]
+        sets = [_trunk_features(trunk, pre, data, cfg, variants, seed, batch_size, device, dtype)]
+        if singles is not None:  # their own degradation streams (seed + 7), not a copy of the first rows'
+            sets.append(_trunk_features(trunk, pre, singles, cfg, variants, seed + 7, batch_size, device, dtype))
+        targets = [_embed(top, f[0], batch_size, device) for f in sets]
         ui_images = data.ui_images(cfg.data.ui.size, seed=seed + 1)
-        ui = torch.cat(
-            [trunk(pre.normalize(c.to(device))).to(torch.bfloat16).cpu() for c in ui_images.split(batch_size)]
-        )
-        assert features is not None  # TrainData has at least one image, so at least one step ran
-        return cls(start, features, ui)
+        ui = torch.cat([trunk(pre.normalize(c.to(device))).to(dtype).cpu() for c in ui_images.split(batch_size)])
+        if singles is None:
+            return cls(start, sets[0], ui, targets[0])
+        return cls(start, sets[0], ui, targets[0], sets[1], targets[1])
+
+
+def _trunk_features(
+    trunk: nn.Module,
+    pre: Preprocessing,
+    data: TrainData,
+    cfg: Config,
+    variants: int,
+    seed: int,
+    batch_size: int,
+    device: str | torch.device,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``[variants, images, C, h, w]``: the trunk's output for every row of ``data``, HR and VLR copies."""
+    always = replace(cfg.data.vlr, prob=1.0)
+    n, steps = data.num_images, math.ceil(data.num_images / batch_size)
+    features = None
+    stream = data.batches(batch_size, start_step=0)  # epoch 0 visits every row once
+    for step in track(range(steps), description=f"trunk cache ({variants} variants)", transient=True):
+        images, _ = next(stream)
+        rows = torch.from_numpy(data.positions(batch_size, step))  # the last batch may wrap: rows come again
+        if len(rows) != len(images):
+            raise UserError("some training images are unreadable; a trunk cache needs every row (fix the data)")
+        # a wrapped batch may hold a row twice (end of epoch 0, start of epoch 1): keep its first copy, since
+        # writing both in one index_put has no defined winner and made the cache differ from run to run
+        first = torch.from_numpy(np.sort(np.unique(rows.numpy(), return_index=True)[1]))
+        for v in range(variants):
+            # framing jitter (data.jitter; off by default) on every copy, HR included, from its own stream
+            x = random_jitter(images, cfg.data.jitter, torch.Generator().manual_seed(step_seed(seed + 1, step) + v))
+            if v > 0:
+                x = random_vlr(x, always, torch.Generator().manual_seed(step_seed(seed, step) + v))
+            f = trunk(pre.normalize(x.to(device))).to(dtype).cpu()
+            if features is None:
+                features = torch.empty(variants, n, *f.shape[1:], dtype=dtype)
+            features[v, rows[first]] = f[first]
+    assert features is not None  # TrainData has at least one image, so at least one step ran
+    return features
+
+
+def _embed(top: TopModel, features: torch.Tensor, batch_size: int, device: str | torch.device) -> torch.Tensor:
+    """fp32 normalised embeddings of cached trunk output (eval mode: no dropout)."""
+    return torch.cat([top.embed(f.to(device).float()).cpu() for f in features.split(batch_size)])
 
 
 class CachedTrunkTrainer(Trainer):
@@ -189,11 +233,25 @@ class CachedTrunkTrainer(Trainer):
     Per step each sample is the HR variant, or with probability
     ``data.vlr.prob`` one of the VLR variants, drawn from the step's generator
     (so runs stay exactly resumable). Imprinting uses the HR variant; the UI
-    centre is refreshed from the cached UI set.
+    centre is refreshed from the cached UI set. With ``train.cross_res`` each
+    sample's embedding is also pulled towards the cached HR target, and
+    ``train.singles_per_batch`` one-image people (``data.singles``) join every
+    step through that term alone.
     """
 
+    cross_resolution = True
+
     def __init__(self, cfg: Config, cache: TrunkCache, **kwargs) -> None:
+        if cfg.train.cross_res and cache.targets is None:
+            raise UserError("train.cross_res needs a trunk cache with HR targets; this one predates them (rebuild it)")
+        if cfg.data.singles and not (cache.singles is not None and cfg.train.cross_res):
+            raise UserError(
+                "data.singles trains through the cross-resolution term only: it needs train.cross_res > 0 "
+                "and a trunk cache built with the singles (benchmarks/lfw_sface.py run --singles)"
+            )
         self.cache = cache  # needed by imprint_head, which the parent constructor calls
+        self.step_targets: torch.Tensor | None = None  # this step's HR targets, set by batch_inputs
+        self.step_singles: tuple[torch.Tensor, torch.Tensor] | None = None  # (trunk output, targets)
         super().__init__(cfg, **kwargs)
         self.top = TopModel(self.model, cache.start)
         self.forward = self.top
@@ -225,4 +283,27 @@ class CachedTrunkTrainer(Trainer):
         b = rows.shape[0]
         vlr = torch.rand(b, generator=gen) < self.cfg.data.vlr.prob
         variant = torch.where(vlr, torch.randint(1, self.cache.variants, (b,), generator=gen), 0)
+        if self.cfg.train.cross_res:  # drawn after the rows' own draws: runs without it keep their streams
+            assert self.cache.targets is not None  # checked in __init__
+            self.step_targets = self.cache.targets[rows].to(self.device)
+            k, cache = self.cfg.train.singles_per_batch, self.cache
+            if self.cfg.data.singles and k and cache.singles is not None and cache.singles_targets is not None:
+                srows = torch.randint(cache.singles.shape[1], (k,), generator=gen)
+                svlr = torch.rand(k, generator=gen) < self.cfg.data.vlr.prob
+                svariant = torch.where(svlr, torch.randint(1, cache.variants, (k,), generator=gen), 0)
+                self.step_singles = (
+                    cache.singles[svariant, srows].to(self.device).float(),
+                    cache.singles_targets[srows].to(self.device),
+                )
         return self.cache.features[variant, rows].to(self.device).float(), vlr
+
+    def aux_loss(self, out: FaceOutput) -> tuple[torch.Tensor | None, dict[str, float]]:
+        """``cross_res · mean(1 − cos(embedding, HR target))`` over the batch and this step's singles."""
+        if not self.cfg.train.cross_res or self.step_targets is None:
+            return None, {}
+        pairs = [(out.embedding, self.step_targets)]
+        if self.step_singles is not None:
+            pairs.append((self.top(self.step_singles[0]).embedding, self.step_singles[1]))
+        gaps = torch.cat([1 - nn.functional.cosine_similarity(e.float(), t, dim=1) for e, t in pairs])
+        term = gaps.mean()
+        return self.cfg.train.cross_res * term, {"cross_res": float(term.detach())}
