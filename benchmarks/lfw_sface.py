@@ -173,7 +173,7 @@ class Recipe:
     def config(self, data: Path, out: Path, seed: int, switches: list[str], root: Path | None = None) -> Config:
         """The config of one fine-tune; ``root``: the training folder if not ``data/train`` (tune's fit set)."""
         singles = [f"data.singles={data / SINGLES}"] if self.singles else []
-        return load_config(
+        cfg = load_config(
             self.name,
             [
                 f"seed={seed}",
@@ -185,6 +185,9 @@ class Recipe:
                 *switches,
             ],
         )
+        if not cfg.train.cross_res:  # a cache built with --singles also serves runs without the term
+            cfg.data.singles = None
+        return cfg
 
     def cache_file(self, out: Path) -> Path:
         """Named by everything that shapes the cache, so one --out cannot mix two."""
