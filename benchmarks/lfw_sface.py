@@ -340,16 +340,14 @@ def tune(data: Path, out: Path, cache_file: Path, candidates: list[str], recipe:
         cfg = recipe.config(data, run_dir, 0, [*sw, *cpu], root=split / "fit")
         t0 = time.perf_counter()
         CachedTrunkTrainer(cfg, cache, progress=False).fit()
-        train_s = time.perf_counter() - t0
         model, _, _ = load_model(Path(cfg.out) / "model.pt")
         embed = ModelEmbedder(MemoTrunk(model, trunk, memo, cache.features.dtype), SFACE_PREPROCESSING, progress=False)
         res = proto.run(embed, SIZES)
         results[label] = {setting_key(s): r["cmc"][1] for s, r in res.items()}
         results[label]["mean_vlr"] = statistics.mean(results[label][k] for k in ("16px", "12px", "8px"))
-        summary = json.loads((Path(cfg.out) / "summary.json").read_text())  # what L_ID pushed, cross-res gap
+        summary = json.loads((Path(cfg.out) / "summary.json").read_text())  # L_ID's shares, cross-res gap, img/s
         results[label]["train"] = {k: v["mean"] for k, v in summary.items() if isinstance(v, dict) and "mean" in v}
         results[label]["seconds"] = time.perf_counter() - t0
-        results[label]["train_img_per_s"] = cfg.train.steps * cfg.train.batch_size / train_s
         print(label, json.dumps(results[label]), flush=True)
         (out / "tune.json").write_text(json.dumps(results, indent=1))
 
@@ -472,10 +470,13 @@ def merge(folders: list[Path], out: Path) -> None:
     print(table(merged, seeds))
 
 
+VLR_KEYS = ("16px", "12px", "8px")  # the "VLR mean" column: the mean over these sizes (equal probe counts)
+
+
 def table(results: dict, seeds: list[int]) -> str:
     lines = [
-        "| model | set | " + " | ".join("HR" if s is None else f"{s}px" for s in SIZES) + " |",
-        "|---|---|" + "---|" * len(SIZES),
+        "| model | set | " + " | ".join("HR" if s is None else f"{s}px" for s in SIZES) + " | VLR mean |",
+        "|---|---|" + "---|" * (len(SIZES) + 1),
     ]
     keys = ["hr" if s is None else f"{s}px" for s in SIZES]
     for model in ("raw-pixels", "off-the-shelf", *VARIANTS):
@@ -483,16 +484,20 @@ def table(results: dict, seeds: list[int]) -> str:
             continue
         for set_name in ("lfw-vlr", "att-vlr"):
             cells = []
-            for k in keys:
+            for k in [*keys, "vlr"]:
                 if model in ("raw-pixels", "off-the-shelf"):
-                    cells.append(f"{results[model][set_name][k]['rank1']:.3f}")
-                else:
-                    vals = [results[model][s][set_name][k]["rank1"] for s in seeds if s in results[model]]
-                    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                    cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
+                    cells.append(f"{_rank1(results[model][set_name], k):.3f}")
+                    continue
+                vals = [_rank1(results[model][s][set_name], k) for s in seeds if s in results[model]]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}" if vals else "–")
             lines.append(f"| {model} | {set_name} | " + " | ".join(cells) + " |")
     lines += paired_rows(results, seeds, keys)
     return "\n".join(lines) + "\n"
+
+
+def _rank1(by_key: dict, key: str) -> float:
+    return statistics.mean(by_key[k]["rank1"] for k in VLR_KEYS) if key == "vlr" else by_key[key]["rank1"]
 
 
 def paired_rows(results: dict, seeds: list[int], keys: list[str]) -> list[str]:
@@ -506,9 +511,13 @@ def paired_rows(results: dict, seeds: list[int], keys: list[str]) -> list[str]:
             continue
         for set_name in ("lfw-vlr", "att-vlr"):
             cells = []
-            for k in keys:
-                pair = [[results[m][s][set_name][k].get("rank1_hits") for s in common] for m in (model, "arcface")]
-                if any(h is None for side in pair for h in side):  # results from before hits were kept
+            for k in [*keys, "vlr"]:
+                sizes = VLR_KEYS if k == "vlr" else (k,)  # the VLR mean: the sizes' probes side by side
+                pair = [
+                    [[h for z in sizes for h in results[m][s][set_name][z].get("rank1_hits") or [None]] for s in common]
+                    for m in (model, "arcface")
+                ]
+                if any(None in row for side in pair for row in side):  # results from before hits were kept
                     cells.append("–")
                     continue
                 cells.append(str(paired_bootstrap(np.array(pair[0]), np.array(pair[1]))))

@@ -38,8 +38,8 @@ from .partial_fc import PartialFC
 
 Evaluator = Callable[[FaceModel, Preprocessing], dict[str, Any]]
 # per-step logs that summary.json averages: whom L_ID pushes, against which UI statistics; the
-# cross-resolution gap (train.cross_res)
-SUMMARY_KEYS = ("pushed", "pushed_hr", "pushed_vlr", "mu_ui", "sigma_ui", "xi_hat", "id", "cross_res")
+# cross-resolution gap (train.cross_res); training speed
+SUMMARY_KEYS = ("pushed", "pushed_hr", "pushed_vlr", "mu_ui", "sigma_ui", "xi_hat", "id", "cross_res", "img_per_s")
 
 
 def step_seed(seed: int, step: int) -> int:
