@@ -56,7 +56,7 @@ def test_memo_trunk_is_exact_and_runs_the_trunk_once_per_batch():
         assert torch.nn.functional.cosine_similarity(emb, ref_emb).min() > 0.999 and q.shape == ref_q.shape
 
 
-def _config(tmp_path, name: str, ri: bool):
+def _config(tmp_path, name: str, ri: bool, *extra: str):
     return load_config(
         "demo",
         [
@@ -78,6 +78,7 @@ def _config(tmp_path, name: str, ri: bool):
             "train.device=cpu",
             "eval.protocols=[]",
             "model.init=sface",
+            *extra,
         ],
     )
 
@@ -187,17 +188,14 @@ def test_a_cache_from_before_targets_still_loads(cache, tmp_path):
     torch.save({"start": cache.start, "features": cache.features, "ui": cache.ui}, tmp_path / "old.pt")
     old = TrunkCache.load(tmp_path / "old.pt")
     assert old.targets is None and old.singles is None
-    cfg = _config(tmp_path, "x", ri=False)
-    cfg.train.cross_res = 1.0
     with pytest.raises(UserError, match="predates"):
-        CachedTrunkTrainer(cfg, old, progress=False)
+        CachedTrunkTrainer(_config(tmp_path, "x", False, "train.cross_res=1.0"), old, progress=False)
 
 
 def test_cross_res_and_singles_need_the_cached_trainer(tmp_path, cache):
     from vlrface.train.trainer import Trainer
 
-    cfg = _config(tmp_path, "p", ri=False)
-    cfg.train.cross_res = 1.0
+    cfg = _config(tmp_path, "p", False, "train.cross_res=1.0")
     with pytest.raises(UserError, match="cached-trunk trainer"):
         Trainer(cfg, progress=False)
     cfg.data.singles = str(tmp_path)  # the fixture cache has no singles
@@ -209,8 +207,7 @@ def test_cross_res_and_singles_need_the_cached_trainer(tmp_path, cache):
 
 
 def test_cross_res_term_by_hand(tmp_path, cache):
-    cfg = _config(tmp_path, "h", ri=False)
-    cfg.train.cross_res = 2.0
+    cfg = _config(tmp_path, "h", False, "train.cross_res=2.0")
     trainer = CachedTrunkTrainer(cfg, cache, progress=False)
     e1, e2 = torch.eye(16)[0], torch.eye(16)[1]
     trainer.step_targets = torch.stack([e1, e1])
@@ -225,9 +222,8 @@ def test_cross_res_term_by_hand(tmp_path, cache):
 
 def test_singles_train_through_cross_res_and_resume_exactly(tmp_path, singles_cache):
     def cfg(name):
-        c = _config(tmp_path, name, ri=True)
-        c.train.cross_res, c.train.singles_per_batch, c.data.singles = 1.0, 3, str(tmp_path)
-        return c
+        singles = ("train.cross_res=1.0", "train.singles_per_batch=3", f"data.singles={tmp_path}")
+        return _config(tmp_path, name, True, *singles)
 
     full = CachedTrunkTrainer(cfg("full"), singles_cache, progress=False)
     full.fit()
