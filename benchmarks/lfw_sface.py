@@ -9,7 +9,9 @@ lfw-vlr *training* people with ≥ 2 images as 112×112 ``lfw`` crops (JPEG q95,
 ``folders`` protocol layout (``lfw-test/gallery``, ``lfw-test/probe``: the
 same gallery/probe split and crop as the ``lfw-vlr`` protocol, so its figures
 equal ``--protocol lfw-vlr``), and ORL/AT&T as is. People with one image are
-left out of training: they add a class but no positive pair. ``train+att/``
+not in ``train/``: they add a class but no positive pair; they go to
+``train-singles/``, which only the cross-resolution term reads (``--singles``,
+``train.cross_res``; docs/sface.md). ``train+att/``
 adds the 20 ORL/AT&T subjects that att-vlr allows for training (1–20, ``att``
 crop) to the lfw-vlr training people (``run --train train+att``).
 
@@ -26,6 +28,8 @@ interval over probes and seeds: ``rank1_hits`` keeps every probe's outcome).
 blocks stay frozen and their output is computed once per training image for
 V fixed copies (HR + V−1 random VLR), shared by every run; evaluation also
 runs the trunk once per test image (``vlrface.train.trunk_cache``).
+``--recipe lfw-vlr-sface-cpu --trunk 10 --variants 5 --singles --cache-dtype fp16``
+is issue 16's recipe; ``cache`` builds its trunk cache alone and reports size and img/s.
 """
 
 from __future__ import annotations
