@@ -104,11 +104,13 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
     n = singles = 0
     for name in train_names:
         files = sorted(by_name[name])
-        for p in files:  # one-image people go to train-singles/: the cross-resolution term's only (data.singles)
-            write_face(
-                out / ("train" if len(files) >= 2 else "train-singles") / name / f"{p.stem}.jpg", read_image(p), 95
-            )
-        n, singles = n + (len(files) if len(files) >= 2 else 0), singles + (len(files) == 1)
+        folder = out / ("train" if len(files) >= 2 else SINGLES)  # one-image people: data.singles only
+        for p in files:
+            write_face(folder / name / f"{p.stem}.jpg", read_image(p), 95)
+        if len(files) >= 2:
+            n += len(files)
+        else:
+            singles += 1
     proto = PROTOCOLS.build("lfw-vlr").load(lfw)
     for kind, paths, ids in (("gallery", proto.gallery, proto.gallery_ids), ("probe", proto.probes, proto.probe_ids)):
         for p, who in zip(paths, ids):
@@ -124,7 +126,7 @@ def prepare(lfw: Path, att: Path, out: Path) -> None:
         write_face(both / f"att-{orl.names[y]}" / f"{p.stem}.jpg", read_image(p), 95, crop="att")
     print(
         f"prepared {n} lfw-vlr training images (+ {len(orl.paths)} ORL/AT&T in train+att, "
-        f"{singles} one-image people in train-singles), "
+        f"{singles} one-image people in {SINGLES}), "
         f"{len(proto.gallery)} gallery + {len(proto.probes)} probes, in {out}"
     )
 
@@ -534,9 +536,7 @@ def add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", default="train", help="training folder under --data: train, or train+att")
     p.add_argument("--trunk", type=int, default=0, help="freeze the stem + first K blocks and cache their output (CPU)")
     p.add_argument("--variants", type=int, default=3, help="cached copies per training image: HR + V−1 VLR")
-    p.add_argument(
-        "--singles", action="store_true", help=f"also cache --data/{SINGLES} (data.singles, train.cross_res)"
-    )
+    p.add_argument("--singles", action="store_true", help=f"also cache --data/{SINGLES} (data.singles)")
     p.add_argument("--cache-dtype", choices=tuple(DTYPES), default="bf16", help="trunk-cache storage")
 
 
@@ -563,7 +563,7 @@ def main() -> None:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--cache", type=Path, required=True, help="the trunk cache `run --trunk` saved in its --out")
     t.add_argument("--recipe", default=DEFAULT_RECIPE, help="the recipe config the cache was built for")
-    t.add_argument("--singles", action="store_true", help="the cache holds train-singles: use them (data.singles)")
+    t.add_argument("--singles", action="store_true", help=f"the cache holds {SINGLES}: use them (data.singles)")
     t.add_argument(
         "candidates", nargs="+", help="RI override sets, e.g. ri.beta=0.1 ri.beta=0.01,ri.tau=1 ri-paper,ri.tau=1"
     )

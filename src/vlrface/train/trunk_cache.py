@@ -135,9 +135,8 @@ class TrunkCache:
         if not Path(path).is_file():
             raise UserError(f"no trunk cache at {path}; build one first (benchmarks/lfw_sface.py run --trunk K)")
         state = load_tensors(path, what="trunk cache")
-        if not isinstance(state, dict) or not {"start", "features", "ui"} <= set(state) <= {
-            f.name for f in fields(cls)
-        }:
+        known = {f.name for f in fields(cls)}
+        if not isinstance(state, dict) or not {"start", "features", "ui"} <= set(state) <= known:
             raise UserError(f"{path} is not a trunk cache (delete it and build it again)")
         return cls(**state)
 
@@ -174,15 +173,20 @@ class TrunkCache:
         trunk = split_backbone(model, start)[0].to(device).eval()
         top = TopModel(model, start).to(device).eval()
         pre = getattr(model.backbone, "preprocessing", DEFAULT)
-        sets = [_trunk_features(trunk, pre, data, cfg, variants, seed, batch_size, device, dtype)]
-        if singles is not None:  # their own degradation streams (seed + 7), not a copy of the first rows'
-            sets.append(_trunk_features(trunk, pre, singles, cfg, variants, seed + 7, batch_size, device, dtype))
-        targets = [_embed(top, f[0], batch_size, device) for f in sets]
+        features = _trunk_features(trunk, pre, data, cfg, variants, seed, batch_size, device, dtype)
+        one_image = None  # the singles get their own degradation streams (seed + 7), not the first rows' again
+        if singles is not None:
+            one_image = _trunk_features(trunk, pre, singles, cfg, variants, seed + 7, batch_size, device, dtype)
         ui_images = data.ui_images(cfg.data.ui.size, seed=seed + 1)
         ui = torch.cat([trunk(pre.normalize(c.to(device))).to(dtype).cpu() for c in ui_images.split(batch_size)])
-        if singles is None:
-            return cls(start, sets[0], ui, targets[0])
-        return cls(start, sets[0], ui, targets[0], sets[1], targets[1])
+        return cls(
+            start,
+            features,
+            ui,
+            targets=_embed(top, features[0], batch_size, device),
+            singles=one_image,
+            singles_targets=None if one_image is None else _embed(top, one_image[0], batch_size, device),
+        )
 
 
 def _trunk_features(
@@ -280,22 +284,24 @@ class CachedTrunkTrainer(Trainer):
             step += 1
 
     def batch_inputs(self, rows: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        b = rows.shape[0]
-        vlr = torch.rand(b, generator=gen) < self.cfg.data.vlr.prob
-        variant = torch.where(vlr, torch.randint(1, self.cache.variants, (b,), generator=gen), 0)
+        vlr, variant = self.draw_variants(rows.shape[0], gen)
+        cache, k = self.cache, self.cfg.train.singles_per_batch
         if self.cfg.train.cross_res:  # drawn after the rows' own draws: runs without it keep their streams
-            assert self.cache.targets is not None  # checked in __init__
-            self.step_targets = self.cache.targets[rows].to(self.device)
-            k, cache = self.cfg.train.singles_per_batch, self.cache
+            assert cache.targets is not None  # checked in __init__
+            self.step_targets = cache.targets[rows].to(self.device)
             if self.cfg.data.singles and k and cache.singles is not None and cache.singles_targets is not None:
                 srows = torch.randint(cache.singles.shape[1], (k,), generator=gen)
-                svlr = torch.rand(k, generator=gen) < self.cfg.data.vlr.prob
-                svariant = torch.where(svlr, torch.randint(1, cache.variants, (k,), generator=gen), 0)
+                svariant = self.draw_variants(k, gen)[1]
                 self.step_singles = (
                     cache.singles[svariant, srows].to(self.device).float(),
                     cache.singles_targets[srows].to(self.device),
                 )
-        return self.cache.features[variant, rows].to(self.device).float(), vlr
+        return cache.features[variant, rows].to(self.device).float(), vlr
+
+    def draw_variants(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample: VLR or not (``data.vlr.prob``), and its cached variant (0 = HR, else a random VLR copy)."""
+        vlr = torch.rand(n, generator=gen) < self.cfg.data.vlr.prob
+        return vlr, torch.where(vlr, torch.randint(1, self.cache.variants, (n,), generator=gen), 0)
 
     def aux_loss(self, out: FaceOutput) -> tuple[torch.Tensor | None, dict[str, float]]:
         """``cross_res · mean(1 − cos(embedding, HR target))`` over the batch and this step's singles."""
